@@ -1,0 +1,172 @@
+"""StyleGAN2 building blocks with equalized learning rate (Karras et al. 2020, sec. 2-4).
+
+Every weight is stored N(0, 1) and scaled at run time by 1/sqrt(fan_in), so
+Adam sees the same dynamic range in every layer.
+
+Two formulations of the same computation are available (`formulation=`):
+- 'fast' (default): modulation scales activations and demodulation scales
+  outputs around one ordinary convolution shared by the batch; up-sampling
+  convolutions run as a transposed convolution followed by the FIR filter.
+- 'plain': the straightforward one: per-sample modulated weights in a grouped
+  convolution, up-sampling by zero insertion and FIR before the convolution.
+Both give the same result up to float rounding (tests check it); 'plain' is
+kept as the baseline the benchmark measures against.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cuda_ops import bias_act, setup_filter, upfirdn2d
+
+FORMULATIONS = ("fast", "plain")
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer, equalized lr; `lr_mul` slows it down (mapping network: 0.01)."""
+
+    def __init__(self, in_features, out_features, bias=True, bias_init=0.0, lr_mul=1.0, activation="linear"):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init) / lr_mul)) if bias else None
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x):
+        x = F.linear(x, self.weight * self.weight_gain)
+        b = None if self.bias is None else self.bias * self.lr_mul
+        return bias_act(x, b, act=self.activation)
+
+    def extra_repr(self):
+        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}, lr_mul={self.lr_mul}, act={self.activation}"
+
+
+def upsample_conv_padding(kernel_size, filter_size):
+    """FIR padding (p0, p1) that makes transposed-conv + FIR match zero-insert + FIR + conv.
+
+    The transposed convolution of an H-sample input has 2H + k - 2 samples; the
+    FIR pass must bring that back to 2H, centred as the plain formulation is.
+    """
+    p = filter_size - kernel_size - 1
+    return (p + 1) // 2 + 1, p // 2 + 1
+
+
+def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulation="fast"):
+    """A k x k 'same' convolution (correlation) with optional 2x FIR up- or down-sampling.
+
+    up=2: out[2H] = valid conv of FIR(zero_insert(x)) padded to the conv's full
+    support; 'fast' computes it as a transposed convolution on the small grid
+    followed by the FIR filter (4x fewer MACs).
+    down=2: out[H/2] = stride-2 conv of the FIR-blurred x (same in both).
+    """
+    k = weight.shape[-1]
+    if up == 1 and down == 1:
+        return F.conv2d(x, weight, padding=k // 2, groups=groups)
+    fk = resample_filter.shape[0]
+    if down == 2:
+        p = fk - 2 + k - 1
+        x = upfirdn2d(x, resample_filter, padding=((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
+        return F.conv2d(x, weight, stride=2, groups=groups)
+    if up != 2:
+        raise ValueError(f"conv2d_resample supports up=2 or down=2, got up={up}, down={down}")
+    p0, p1 = upsample_conv_padding(k, fk)
+    if formulation == "plain":  # the FIR output spans the convolution's full support
+        a0, a1 = p0 + k - 1, p1 + k - 2
+        x = upfirdn2d(x, resample_filter, up=2, padding=(a0, a1, a0, a1), gain=4)
+        return F.conv2d(x, weight, groups=groups)
+    out_ch, in_ch = weight.shape[:2]
+    # conv_transpose2d wants [in, out / groups, k, k] and convolves (no flip): undo both.
+    w = weight.reshape(groups, out_ch // groups, in_ch, k, k).transpose(1, 2)
+    w = w.reshape(groups * in_ch, out_ch // groups, k, k).flip([2, 3])
+    x = F.conv_transpose2d(x, w, stride=2, groups=groups)
+    return upfirdn2d(x, resample_filter, padding=(p0, p1, p0, p1), gain=4)
+
+
+def modulated_conv2d(x, weight, styles, demodulate=True, up=1, resample_filter=None, formulation="fast"):
+    """StyleGAN2 modulated convolution (eq. 1-3): w'_ijk = s_i w_ijk, w'' = w' / sqrt(sum w'^2 + 1e-8).
+
+    x [B, I, H, W]; weight [O, I, k, k] (already scaled for equalized lr); styles [B, I].
+    """
+    batch, in_ch = styles.shape
+    out_ch, _, k, _ = weight.shape
+    w = weight[None] * styles[:, None, :, None, None]  # [B, O, I, k, k]
+    dcoefs = (w.square().sum([2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # [B, O]
+    if formulation == "plain":
+        if demodulate:
+            w = w * dcoefs[:, :, None, None, None]
+        x = x.reshape(1, batch * in_ch, *x.shape[2:])
+        x = conv2d_resample(x, w.reshape(batch * out_ch, in_ch, k, k), resample_filter, up=up, groups=batch,
+                            formulation="plain")
+        return x.reshape(batch, out_ch, *x.shape[2:])
+    x = x * styles[:, :, None, None].to(x.dtype)
+    x = conv2d_resample(x, weight, resample_filter, up=up, formulation=formulation)
+    if demodulate:
+        x = x * dcoefs[:, :, None, None].to(x.dtype)
+    return x
+
+
+class ModulatedConv(nn.Module):
+    """Affine style projection + modulated conv (+ noise, bias, activation): one synthesis layer.
+
+    With to_rgb=True: a 1x1 conv without demodulation, noise or activation.
+    """
+
+    def __init__(self, in_channels, out_channels, w_dim, kernel_size=3, up=1, resample_filter=(1, 3, 3, 1),
+                 to_rgb=False, formulation="fast"):
+        super().__init__()
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.noise_strength = None if to_rgb else nn.Parameter(torch.zeros([]))
+        self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.up = up
+        self.to_rgb = to_rgb
+        self.formulation = formulation
+
+    def forward(self, x, w, noise=None):
+        """x [B, I, H, W], w [B, w_dim]; noise [B or 1, 1, H', W'] or None (fresh Gaussian noise)."""
+        styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=not self.to_rgb, up=self.up,
+                             resample_filter=self.resample_filter, formulation=self.formulation)
+        if self.to_rgb:
+            return bias_act(x, self.bias)
+        if noise is None:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        x = x + noise * self.noise_strength
+        return bias_act(x, self.bias, act="lrelu")
+
+
+class ConvLayer(nn.Module):
+    """Equalized-lr conv (optionally FIR down-sampling by 2) + bias + leaky ReLU: a discriminator layer."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, down=1, bias=True, activate=True,
+                 resample_filter=(1, 3, 3, 1)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.down = down
+        self.act = "lrelu" if activate else "linear"
+
+    def forward(self, x):
+        x = conv2d_resample(x, self.weight * self.weight_gain, self.resample_filter, down=self.down)
+        return bias_act(x, self.bias, act=self.act)
+
+
+def minibatch_stddev(x, group_size=4, num_features=1):
+    """Append the std of features across groups of samples (Karras et al. 2018, sec. 3).
+
+    Sample i is grouped with samples i + k * (B / G); G = the largest divisor of B up to group_size.
+    """
+    b, c, h, w = x.shape
+    g = max(d for d in range(1, min(group_size, b) + 1) if b % d == 0)
+    y = x.reshape(g, -1, num_features, c // num_features, h, w)
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt()  # [B/G, F, C/F, H, W]
+    y = y.mean(dim=[2, 3, 4])  # [B/G, F]
+    y = y.reshape(-1, num_features, 1, 1).repeat(g, 1, h, w)
+    return torch.cat([x, y], dim=1)

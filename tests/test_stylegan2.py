@@ -1,0 +1,154 @@
+import pytest
+import torch
+
+from cuda_ops import upfirdn2d
+from layered_gan.losses import r1_penalty
+from layered_gan.networks import Discriminator, Generator, channel_widths
+from layered_gan.networks.layers import modulated_conv2d
+
+SMALL = dict(channel_base=256, channel_max=16)
+
+
+def small_g(res=32, **kw):
+    return Generator(res, z_dim=16, w_dim=16, n_mlp=2, channels=channel_widths(res, **SMALL), **kw)
+
+
+def small_d(res=32, **kw):
+    return Discriminator(res, channels=channel_widths(res, **SMALL), **kw)
+
+
+def with_noise_strength(G, value=0.5):
+    """Fresh networks have zero noise strength; give it a value so noise matters in the test."""
+    for name, p in G.named_parameters():
+        if name.endswith("noise_strength"):
+            p.data.fill_(value)
+    return G
+
+
+def test_channel_widths_config_f():
+    assert channel_widths(1024) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}
+    assert channel_widths(64, multiplier=0.5)[64] == 256
+    with pytest.raises(ValueError, match="power of two"):
+        channel_widths(48)
+
+
+@pytest.mark.parametrize("res", [8, 16, 32, 64, 128, 256, 512, 1024])
+def test_shapes_at_every_resolution(res):
+    G = Generator(res, z_dim=8, w_dim=8, n_mlp=1, channels=channel_widths(res, channel_base=64, channel_max=4))
+    D = Discriminator(res, channels=channel_widths(res, channel_base=64, channel_max=4))
+    log2 = res.bit_length() - 1
+    assert G.n_latent == 2 * log2 - 2
+    assert [n.shape[-1] for n in G.synthesis.make_noise()] == [4] + [2 ** (i // 2 + 3) for i in range(2 * log2 - 4)]
+    with torch.no_grad():
+        img, ws = G(torch.randn(2, 8), return_ws=True)
+        assert img.shape == (2, 3, res, res) and ws.shape == (2, G.n_latent, 8)
+        assert D(img).shape == (2, 1)
+
+
+@pytest.mark.parametrize("formulation", ["fast", "plain"])
+def test_demodulation_gives_unit_variance_outputs(formulation):
+    """Demodulated weights have unit L2 norm per output channel, so unit-variance iid input keeps unit variance."""
+    weight = torch.randn(64, 32, 3, 3)
+    styles = torch.rand(4, 32) * 3 + 0.1
+    x = torch.randn(4, 32, 64, 64)
+    y = modulated_conv2d(x, weight, styles, demodulate=True, formulation=formulation)
+    std = y[:, :, 1:-1, 1:-1].std(dim=[2, 3])
+    assert torch.allclose(std, torch.ones_like(std), atol=0.08), std.min()
+    y = modulated_conv2d(x, weight, styles, demodulate=False, formulation=formulation)
+    assert y.std() > 5  # without demodulation the scale of the weights and styles shows
+
+
+def test_fast_and_plain_formulations_agree():
+    G = with_noise_strength(small_g(32))
+    Gp = small_g(32, formulation="plain")
+    Gp.load_state_dict(G.state_dict())
+    G, Gp = G.double(), Gp.double()
+    z = torch.randn(3, 16, dtype=torch.float64)
+    noise = [n.double() for n in G.synthesis.make_noise(3)]
+    torch.testing.assert_close(G(z, noise=noise), Gp(z, noise=noise), rtol=1e-9, atol=1e-9)
+
+
+def test_mixing_and_truncation_semantics():
+    G = small_g(32)
+    z1, z2 = torch.randn(2, 16), torch.randn(2, 16)
+    w1, w2 = G.mapping(z1), G.mapping(z2)
+    ws = G.styles(z1, z2, inject_index=3)
+    assert torch.equal(ws[:, :3], w1[:, None].expand(-1, 3, -1))
+    assert torch.equal(ws[:, 3:], w2[:, None].expand(-1, G.n_latent - 3, -1))
+    center = torch.randn(16)
+    torch.testing.assert_close(G.styles(z1, truncation=0.0, truncation_w=center), center.expand(2, G.n_latent, 16))
+    torch.testing.assert_close(G.styles(z1, truncation=0.5, truncation_w=center)[:, 0], (w1 + center) / 2)
+    G.w_avg.copy_(center)  # default centre: the tracked average
+    torch.testing.assert_close(G.styles(z1, truncation=0.25)[:, 0], center + 0.25 * (w1 - center))
+    with pytest.raises(ValueError, match="inject_index"):
+        G.styles(z1, z2, inject_index=G.n_latent)
+    # In the image: the coarse layers follow z1 whatever z2 is, so mixing changes the output only through z2.
+    noise = G.synthesis.make_noise(2)
+    a = G(z1, z2, inject_index=3, noise=noise)
+    b = G(z1, torch.randn(2, 16), inject_index=3, noise=noise)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(G(z1, z1, inject_index=3, noise=noise), G(z1, noise=noise))
+
+
+def test_track_w_avg_moves_towards_batch_mean():
+    G = small_g(16)
+    w = torch.ones(4, 16)
+    G.track_w_avg(w, beta=0.9)
+    torch.testing.assert_close(G.w_avg, torch.full([16], 0.1))
+
+
+def test_fixed_seed_and_explicit_noise_are_reproducible():
+    torch.manual_seed(1)
+    G1 = with_noise_strength(small_g(32))
+    torch.manual_seed(1)
+    G2 = with_noise_strength(small_g(32))
+    z = torch.randn(2, 16)
+    noise = G1.synthesis.make_noise(2, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(G1(z, noise=noise), G2(z, noise=noise))
+    assert not torch.equal(G1(z), G1(z))  # fresh noise each call otherwise
+
+
+def test_features_are_exposed():
+    G = small_g(32)
+    img, feats = G.synthesis(G.styles(torch.randn(2, 16)), return_features=True)
+    assert [f.shape[-1] for f in feats] == [4, 8, 16, 32]
+    assert [f.shape[1] for f in feats] == [16, 16, 16, 8]
+    _, dfeats = small_d(32)(img, return_features=True)
+    assert {k: v.shape[-1] for k, v in dfeats.items()} == {32: 32, 16: 16, 8: 8, 4: 4}
+
+
+@pytest.mark.parametrize("formulation", ["fast", "plain"])
+def test_gradient_penalty_backpropagates_through_g_and_d(formulation):
+    G, D = small_g(16, formulation=formulation), small_d(16)
+    img = G(torch.randn(4, 16))
+    penalty = r1_penalty(img, D(img))
+    penalty.backward()
+    for net in (G, D):
+        grads = [p.grad for n, p in net.named_parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert G.synthesis.blocks[-1].conv0.weight.grad.abs().sum() > 0
+    assert D.from_rgb["16"].weight.grad.abs().sum() > 0
+
+
+def test_fade_in_at_alpha_zero_is_the_upsampled_lower_resolution():
+    G = with_noise_strength(small_g(32))
+    ws = G.styles(torch.randn(2, 16))
+    noise = G.synthesis.make_noise(2)
+    low = G.synthesis(ws, noise=noise, resolution=16)
+    faded = G.synthesis(ws, noise=noise, resolution=32, alpha=0.0)
+    assert low.shape[-1] == 16 and faded.shape[-1] == 32
+    torch.testing.assert_close(faded, G.synthesis.upsample_rgb(low))
+    full = G.synthesis(ws, noise=noise)
+    half = G.synthesis(ws, noise=noise, resolution=32, alpha=0.5)
+    torch.testing.assert_close(half, (faded + full) / 2)
+
+
+def test_discriminator_fade_in():
+    D = small_d(32, progressive=True)
+    img = torch.randn(4, 3, 32, 32)
+    down = upfirdn2d(img, D.resample_filter, down=2, padding=1)
+    torch.testing.assert_close(D(img, alpha=0.0), D(down))
+    assert not torch.allclose(D(img, alpha=1.0), D(down))
+    assert D(torch.randn(4, 3, 8, 8)).shape == (4, 1)
+    with pytest.raises(ValueError, match="progressive=True"):
+        small_d(32)(torch.randn(2, 3, 16, 16))
