@@ -65,7 +65,12 @@ def test_fast_and_plain_formulations_agree():
     G, Gp = G.double(), Gp.double()
     z = torch.randn(3, 16, dtype=torch.float64)
     noise = [n.double() for n in G.synthesis.make_noise(3)]
-    torch.testing.assert_close(G(z, noise=noise), Gp(z, noise=noise), rtol=1e-9, atol=1e-9)
+    img = G(z, noise=noise)
+    torch.testing.assert_close(img, Gp(z, noise=noise), rtol=1e-9, atol=1e-9)
+    D = small_d(32).double()
+    Dp = small_d(32, formulation="plain").double()
+    Dp.load_state_dict(D.state_dict())
+    torch.testing.assert_close(D(img), Dp(img), rtol=1e-9, atol=1e-9)
 
 
 def test_mixing_and_truncation_semantics():

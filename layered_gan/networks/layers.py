@@ -6,9 +6,11 @@ Adam sees the same dynamic range in every layer.
 Two formulations of the same computation are available (`formulation=`):
 - 'fast' (default): modulation scales activations and demodulation scales
   outputs around one ordinary convolution shared by the batch; up-sampling
-  convolutions run as a transposed convolution followed by the FIR filter.
+  convolutions run as a transposed convolution on the coarse grid followed by
+  the FIR filter, down-sampling ones as FIR blur then a stride-2 convolution.
 - 'plain': the straightforward one: per-sample modulated weights in a grouped
-  convolution, up-sampling by zero insertion and FIR before the convolution.
+  convolution, up-sampling by zero insertion and FIR before the convolution,
+  down-sampling by FIR and decimation after it.
 Both give the same result up to float rounding (tests check it); 'plain' is
 kept as the baseline the benchmark measures against.
 """
@@ -60,7 +62,8 @@ def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulat
     up=2: out[2H] = valid conv of FIR(zero_insert(x)) padded to the conv's full
     support; 'fast' computes it as a transposed convolution on the small grid
     followed by the FIR filter (4x fewer MACs).
-    down=2: out[H/2] = stride-2 conv of the FIR-blurred x (same in both).
+    down=2: out[H/2] = FIR-and-decimate of the full-resolution conv; 'fast' blurs
+    first and runs the conv with stride 2 (4x fewer MACs).
     """
     k = weight.shape[-1]
     if up == 1 and down == 1:
@@ -68,7 +71,11 @@ def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulat
     fk = resample_filter.shape[0]
     if down == 2:
         p = fk - 2 + k - 1
-        x = upfirdn2d(x, resample_filter, padding=((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
+        p0, p1 = (p + 1) // 2, p // 2
+        if formulation == "plain":  # full-resolution conv over its full support, then FIR and decimation
+            x = F.conv2d(x, weight, padding=k - 1, groups=groups)
+            return upfirdn2d(x, resample_filter, down=2, padding=(p0 - k + 1, p1 - k + 1, p0 - k + 1, p1 - k + 1))
+        x = upfirdn2d(x, resample_filter, padding=(p0, p1, p0, p1))
         return F.conv2d(x, weight, stride=2, groups=groups)
     if up != 2:
         raise ValueError(f"conv2d_resample supports up=2 or down=2, got up={up}, down={down}")
@@ -144,7 +151,7 @@ class ConvLayer(nn.Module):
     """Equalized-lr conv (optionally FIR down-sampling by 2) + bias + leaky ReLU: a discriminator layer."""
 
     def __init__(self, in_channels, out_channels, kernel_size, down=1, bias=True, activate=True,
-                 resample_filter=(1, 3, 3, 1)):
+                 resample_filter=(1, 3, 3, 1), formulation="fast"):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -152,9 +159,11 @@ class ConvLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.down = down
         self.act = "lrelu" if activate else "linear"
+        self.formulation = formulation
 
     def forward(self, x):
-        x = conv2d_resample(x, self.weight * self.weight_gain, self.resample_filter, down=self.down)
+        x = conv2d_resample(x, self.weight * self.weight_gain, self.resample_filter, down=self.down,
+                            formulation=self.formulation)
         return bias_act(x, self.bias, act=self.act)
 
 

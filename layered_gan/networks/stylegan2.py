@@ -37,6 +37,11 @@ def check_resolution(resolution):
     return int(math.log2(resolution))
 
 
+def check_formulation(formulation):
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+
+
 def normalize_2nd_moment(x, eps=1e-8):
     """Pixel norm of the latent: x / sqrt(mean(x^2) + eps)."""
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
@@ -76,8 +81,7 @@ class SynthesisNetwork(nn.Module):
                  formulation="fast"):
         super().__init__()
         log2 = check_resolution(resolution)
-        if formulation not in FORMULATIONS:
-            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+        check_formulation(formulation)
         channels = channels or channel_widths(resolution)
         self.resolution = resolution
         self.w_dim = w_dim
@@ -180,12 +184,13 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """Residual block: two 3x3 convs (the second down-sampling) plus a 1x1 down-sampling skip, / sqrt 2."""
 
-    def __init__(self, in_channels, out_channels, resample_filter):
+    def __init__(self, in_channels, out_channels, resample_filter, formulation):
         super().__init__()
-        self.conv0 = ConvLayer(in_channels, in_channels, 3, resample_filter=resample_filter)
-        self.conv1 = ConvLayer(in_channels, out_channels, 3, down=2, resample_filter=resample_filter)
+        self.conv0 = ConvLayer(in_channels, in_channels, 3)
+        self.conv1 = ConvLayer(in_channels, out_channels, 3, down=2, resample_filter=resample_filter,
+                               formulation=formulation)
         self.skip = ConvLayer(in_channels, out_channels, 1, down=2, bias=False, activate=False,
-                              resample_filter=resample_filter)
+                              resample_filter=resample_filter, formulation=formulation)
 
     def forward(self, x):
         return (self.conv1(self.conv0(x)) + self.skip(x)) / math.sqrt(2)
@@ -195,9 +200,10 @@ class Discriminator(nn.Module):
     """Residual discriminator with minibatch stddev; progressive=True adds a fromRGB per resolution."""
 
     def __init__(self, resolution, channels=None, img_channels=3, mbstd_group=4, mbstd_features=1,
-                 resample_filter=(1, 3, 3, 1), progressive=False):
+                 resample_filter=(1, 3, 3, 1), progressive=False, formulation="fast"):
         super().__init__()
         log2 = check_resolution(resolution)
+        check_formulation(formulation)
         channels = channels or channel_widths(resolution)
         self.resolution = resolution
         self.mbstd_group, self.mbstd_features = mbstd_group, mbstd_features
@@ -205,7 +211,8 @@ class Discriminator(nn.Module):
         self.from_rgb = nn.ModuleDict({str(r): ConvLayer(img_channels, channels[r], 1) for r in rgb_resolutions})
         # blocks[str(r)] takes r x r features to r/2 x r/2.
         self.blocks = nn.ModuleDict({str(2 ** r): DiscriminatorBlock(channels[2 ** r], channels[2 ** (r - 1)],
-                                                                     resample_filter) for r in range(log2, 2, -1)})
+                                                                     resample_filter, formulation)
+                                     for r in range(log2, 2, -1)})
         self.final_conv = ConvLayer(channels[4] + mbstd_features, channels[4], 3)
         self.final_fc = EqualLinear(channels[4] * 16, channels[4], activation="lrelu")
         self.out = EqualLinear(channels[4], 1)

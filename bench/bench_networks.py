@@ -1,0 +1,110 @@
+"""StyleGAN2 G+D training-step throughput, 'fast' against 'plain' formulation, side by side.
+
+One iteration = a D step (logistic loss + R1 on every step) and a G step
+(non-saturating loss), with style mixing: layered_gan.training.stylegan2.
+'plain' is the straightforward formulation (grouped per-sample convolutions,
+zero-insertion up-sampling); 'fast' is the default. Also times each fused op,
+reference against CUDA where a GPU is present.
+
+    python bench/bench_networks.py                  # small and config-f widths
+    python bench/bench_networks.py --configs small --steps 5
+"""
+
+import os
+import random
+import resource
+import sys
+import time
+
+import click
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cuda_ops import bias_act, setup_filter, upfirdn2d  # noqa: E402
+from layered_gan.networks import Discriminator, Generator, channel_widths  # noqa: E402
+from layered_gan.training.stylegan2 import d_step, g_step  # noqa: E402
+
+CONFIGS = {
+    # name: resolution, batch, channel widths, z/w dim, mapping layers
+    "small": (32, 32, dict(channel_base=1024, channel_max=32), 32, 2),
+    "config-f": (64, 8, dict(channel_base=32768, channel_max=512), 512, 8),
+}
+
+
+def time_steps(name, formulation, steps, warmup, device):
+    res, batch, widths, zdim, n_mlp = CONFIGS[name]
+    torch.manual_seed(0)
+    random.seed(0)
+    channels = channel_widths(res, **widths)
+    G = Generator(res, zdim, zdim, n_mlp, channels=channels, formulation=formulation).to(device)
+    D = Discriminator(res, channels=channels, formulation=formulation).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
+    real = torch.randn(batch, 3, res, res, device=device)
+    times = []
+    for i in range(warmup + steps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        d_step(G, D, opt_d, real, r1_gamma=10.0)
+        g_step(G, D, opt_g, batch, device=device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return min(times), sum(times) / len(times), batch
+
+
+def bench_ops(device, repeats=20):
+    x = torch.randn(8, 256, 64, 64, device=device, requires_grad=True)
+    f = setup_filter([1, 3, 3, 1], device=device)
+    b = torch.zeros(256, device=device, requires_grad=True)
+    cases = {
+        "upfirdn2d up=2 (FIR after upsampling)": lambda impl: upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4, impl=impl),
+        "upfirdn2d down=2 (blur before conv)": lambda impl: upfirdn2d(x, f, padding=2, impl=impl),
+        "bias_act lrelu": lambda impl: bias_act(x, b, act="lrelu", impl=impl),
+    }
+    impls = ["ref", "cuda"] if device == "cuda" else ["ref"]
+    print(f"\nops on {device}, x = [8, 256, 64, 64], forward + backward, ms (median of {repeats}):")
+    for label, fn in cases.items():
+        row = []
+        for impl in impls:
+            samples = []
+            for _ in range(repeats + 2):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                fn(impl).square().mean().backward()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                samples.append(time.perf_counter() - t)
+            row.append(sorted(samples[2:])[repeats // 2] * 1e3)
+        ratio = f"  ref/cuda {row[0] / row[1]:.2f}x" if len(row) == 2 else ""
+        print(f"  {label:40s}" + "".join(f"  {impl} {ms:8.2f}" for impl, ms in zip(impls, row)) + ratio)
+
+
+@click.command()
+@click.option("--configs", default="small,config-f", show_default=True, help="Comma-separated: small, config-f.")
+@click.option("--steps", default=3, show_default=True, help="Timed iterations per formulation.")
+@click.option("--warmup", default=1, show_default=True)
+@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+@click.option("--ops/--no-ops", default=True, show_default=True, help="Also time the fused ops.")
+def main(configs, steps, warmup, device, ops):
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    for name in configs.split(","):
+        res, batch, widths, _, _ = CONFIGS[name]
+        print(f"\n{name}: {res}x{res}, batch {batch}, widths {channel_widths(res, **widths)}")
+        results = {}
+        for formulation in ("plain", "fast"):
+            best, mean, batch = time_steps(name, formulation, steps, warmup, device)
+            results[formulation] = best
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"  {formulation:5s}: {best:7.3f} s/iteration (mean {mean:.3f}), {batch / best:7.2f} images/s, "
+                  f"peak RSS so far {rss:.0f} MiB")
+        print(f"  speed-up fast over plain: {results['plain'] / results['fast']:.2f}x")
+    if ops:
+        bench_ops(device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Checkpoints: written atomically, read with torch.load(weights_only=True)."""
+
+import os
+
+import torch
+
+
+def save_checkpoint(state, path):
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Tensors, numbers, strings and containers only: no arbitrary unpickling."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {path} could not be read as a weights-only torch file: {exc}") from None

@@ -1,0 +1,60 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from layered_gan.checkpoint import load_checkpoint, save_checkpoint
+from layered_gan.config import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Arbitrary:
+    """A class a weights-only load must refuse to unpickle."""
+
+
+def test_config_base_and_overrides(tmp_path):
+    (tmp_path / "base.json").write_text(json.dumps({"a": 1, "opt": {"lr": 0.1, "betas": [0, 0.99]}, "name": "x"}))
+    (tmp_path / "child.json").write_text(json.dumps({"base": str(tmp_path / "base.json"), "opt": {"lr": 0.2}}))
+    cfg = load_config(str(tmp_path / "child.json"), ["a=3", "opt.betas=[0.5, 0.9]", "name=hello"])
+    assert cfg == {"a": 3, "opt": {"lr": 0.2, "betas": [0.5, 0.9]}, "name": "hello"}
+    with pytest.raises(KeyError, match="unknown key 'lr2'"):
+        load_config(str(tmp_path / "child.json"), ["opt.lr2=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(str(tmp_path / "child.json"), ["a"])
+    with pytest.raises(FileNotFoundError, match="known configs: .*smoke"):
+        load_config("no_such_config")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_config(str(tmp_path / "bad.json"))
+
+
+def test_checkpoint_round_trip_is_atomic_and_weights_only(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"w": torch.arange(3), "cfg": {"lr": 0.1}}, str(path))
+    assert os.listdir(tmp_path) == ["ck.pt"]  # no temporary left behind
+    loaded = load_checkpoint(str(path))
+    assert torch.equal(loaded["w"], torch.arange(3)) and loaded["cfg"] == {"lr": 0.1}
+
+    torch.save({"obj": Arbitrary()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights-only"):
+        load_checkpoint(str(tmp_path / "evil.pt"))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_smoke_training_run_writes_samples_and_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "train.py", "--cfg", "smoke", "--set", "iterations=3", "--set", "batch=4",
+                           "--out", str(out), "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 iterations" in proc.stdout
+    grid = np.asarray(Image.open(out / "samples.png"))
+    assert grid.shape == (4 * 32, 4 * 32, 3) and grid.std() > 0
+    ck = load_checkpoint(str(out / "checkpoint.pt"))
+    assert ck["config"]["iterations"] == 3 and "synthesis.const" in ck["G"]
