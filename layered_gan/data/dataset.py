@@ -1,0 +1,129 @@
+"""The dataset every training mode reads: images (and optional masks) as tensors in [-1, 1].
+
+Crops (PerturbGAN sec. 4, ablation e):
+- 'random': resize to a square of round(org_to_crop x resolution), aspect ratio
+  squashed as in the paper, then a random crop of `resolution`;
+- 'center': shorter side to `resolution`, then a centre crop (the layout
+  prepared LMDBs of the StyleGAN2 port use).
+Optional horizontal flip. Several sources concatenate into one dataset; the
+resolution can change between phases of progressive training
+(`set_resolution`, then start a new DataLoader iterator).
+"""
+
+import bisect
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .readers import DecodeError, PreparedLmdbReader, decode_image, open_reader
+
+CROPS = ("random", "center")
+
+
+def crop_box(width, height, resolution, crop, org_to_crop, generator=None):
+    """(resize_w, resize_h, left, top) of the crop for an image of the given size."""
+    if crop == "random":
+        side = max(resolution, round(org_to_crop * resolution))
+        offsets = torch.randint(0, side - resolution + 1, [2], generator=generator).tolist()
+        return side, side, offsets[0], offsets[1]
+    scale = resolution / min(width, height)
+    rw, rh = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+    return rw, rh, (rw - resolution) // 2, (rh - resolution) // 2
+
+
+def to_tensor(img):
+    """PIL RGB (or L) -> float tensor [C, H, W] in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.float32)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()) / 127.5 - 1
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images from one or more sources, cropped to `resolution`; with `masks`, (image, mask) pairs.
+
+    sources: paths (LMDB folder or image folder) or readers. masks: one mask
+    source per image source (same keys), or None. Masks are returned in [0, 1],
+    cropped and flipped exactly as their images.
+    """
+
+    def __init__(self, sources, resolution, crop="random", org_to_crop=1.125, hflip=False, max_images=None,
+                 masks=None):
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+        sources = [sources] if isinstance(sources, str) or not isinstance(sources, (list, tuple)) else sources
+        self.readers = [open_reader(s, max_images) if isinstance(s, str) else s for s in sources]
+        if masks is not None:
+            masks = [masks] if isinstance(masks, str) or not isinstance(masks, (list, tuple)) else masks
+            if len(masks) != len(self.readers):
+                raise ValueError(f"{len(masks)} mask sources for {len(self.readers)} image sources")
+            masks = [open_reader(m) if isinstance(m, str) else m for m in masks]
+        self.masks = masks
+        self.ends = np.cumsum([len(r) for r in self.readers]).tolist()
+        self.crop, self.org_to_crop, self.hflip = crop, org_to_crop, hflip
+        self.skipped = 0
+        self.set_resolution(resolution)
+
+    def set_resolution(self, resolution):
+        """Switch the output size (progressive growing); prepared LMDBs must hold a usable size."""
+        self.resolution = int(resolution)
+        self.read_sizes = [self._prepared_size(r) if isinstance(r, PreparedLmdbReader) else None
+                           for r in self.readers]
+
+    def _prepared_size(self, reader):
+        """The stored size to read: the crop's source size if prepared, else the resolution itself."""
+        wanted = round(self.org_to_crop * self.resolution) if self.crop == "random" else self.resolution
+        for size in (wanted, self.resolution):
+            if size in reader.sizes:
+                return size
+        return reader.check_size(wanted)  # raises, listing the sizes present
+
+    def __len__(self):
+        return self.ends[-1]
+
+    def locate(self, index):
+        """(source number, index within that source)."""
+        src = bisect.bisect_right(self.ends, index)
+        return src, index - (self.ends[src - 1] if src else 0)
+
+    def key(self, index):
+        src, i = self.locate(index)
+        return self.readers[src].key(i)
+
+    def _load(self, index):
+        src, i = self.locate(index)
+        img = self.readers[src].read(i, self.read_sizes[src])
+        if self.masks is None:
+            return img, None
+        key = self.readers[src].key(i)
+        mask = decode_image(self.masks[src].read_bytes(key), f"mask {key.decode(errors='replace')}")
+        return img, mask.convert("L")
+
+    def __getitem__(self, index):
+        for attempt in range(len(self)):
+            try:
+                img, mask = self._load((index + attempt) % len(self))
+                break
+            except DecodeError as exc:
+                self.skipped += 1
+                if self.skipped == 1:
+                    warnings.warn(f"{exc}; skipping undecodable entries (this worker counts them in .skipped)",
+                                  RuntimeWarning)
+        else:
+            raise ValueError("no entry of the dataset could be decoded")
+        rw, rh, left, top = crop_box(img.width, img.height, self.resolution, self.crop, self.org_to_crop)
+        box = (left, top, left + self.resolution, top + self.resolution)
+        flip = self.hflip and bool(torch.rand([]) < 0.5)
+        image = self._crop(img, rw, rh, box, flip, Image.BICUBIC)
+        if mask is None:
+            return to_tensor(image)
+        mask = self._crop(mask, rw, rh, box, flip, Image.NEAREST)
+        return to_tensor(image), (to_tensor(mask) + 1) / 2
+
+    @staticmethod
+    def _crop(img, rw, rh, box, flip, resample):
+        if img.size != (rw, rh):
+            img = img.resize((rw, rh), resample)
+        img = img.crop(box)
+        return img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img

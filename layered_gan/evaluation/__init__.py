@@ -1,0 +1,1 @@
+"""Evaluation: segmentation metrics and baseline masks."""
