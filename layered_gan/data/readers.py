@@ -48,27 +48,35 @@ def _cache_root():
     return os.environ.get("LAYERED_GAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "layered_gan"))
 
 
+_environments = {}  # absolute path -> (pid, environment): LMDB allows one open per process
+
+
 class _Lmdb:
-    """Lazy per-process read-only environment."""
+    """Lazy, per-process, shared read-only environment."""
 
     def __init__(self, path):
         self.path = path
-        self._env = None
-        self._pid = None
 
     def env(self):
-        if self._env is None or self._pid != os.getpid():
-            self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, meminit=False,
-                                  max_readers=1024)
-            self._pid = os.getpid()
-        return self._env
+        path = os.path.abspath(self.path)
+        pid, env = _environments.get(path, (None, None))
+        if pid != os.getpid():
+            if env is not None:  # inherited through fork (DataLoader workers): drop this process's copy
+                env.close()
+            env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=1024)
+            _environments[path] = (os.getpid(), env)
+        return env
 
     def get(self, key):
         with self.env().begin(write=False) as txn:
             return txn.get(key)
 
-    def __getstate__(self):  # environments do not cross process boundaries
-        return {"path": self.path, "_env": None, "_pid": None}
+
+def release_lmdb(path):
+    """Close this process's read-only environment for path, if any (before opening it for writing)."""
+    pid, env = _environments.pop(os.path.abspath(path), (None, None))
+    if env is not None:
+        env.close()
 
 
 def is_lmdb(path):

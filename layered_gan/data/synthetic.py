@@ -108,16 +108,17 @@ def make_shape(rng, kind):
             tri = np.abs(((np.arctan2(v, u) * n / (2 * math.pi) + phase) % 1) - 0.5) * 2  # 1 at tips
             return np.hypot(u, v) <= 0.95 * (1 - depth + depth * tri)
         return star
-    if kind == "polygon":
+    if kind == "polygon":  # vertices at jittered angles around the centre: a simple, star-shaped polygon
         n = rng.integers(3, 8)
-        angles = np.sort(rng.uniform(0, 2 * math.pi, n))
+        angles = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) * 2 * math.pi / n + rng.uniform(0, 2 * math.pi)
         radii = rng.uniform(0.6, 1.0, n)
         pts = np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1)
 
-        def polygon(u, v):  # intersection of the half-planes left of each edge
-            inside = np.ones(u.shape, dtype=bool)
-            for a, b in zip(pts, np.roll(pts, -1, 0)):
-                inside &= (b[0] - a[0]) * (v - a[1]) - (b[1] - a[1]) * (u - a[0]) >= 0
+        def polygon(u, v):  # even-odd crossing test
+            inside = np.zeros(u.shape, dtype=bool)
+            for (ax, ay), (bx, by) in zip(pts, np.roll(pts, -1, 0)):
+                crosses = (ay > v) != (by > v)
+                inside ^= crosses & (u < (bx - ax) * (v - ay) / (by - ay + 1e-12) + ax)
             return inside
         return polygon
     if kind == "ellipse":

@@ -1,0 +1,133 @@
+"""Build a prepared multi-resolution LMDB (the StyleGAN2 port's layout) from any image source.
+
+    python -m layered_gan.prepare SRC OUT --size 64 --size 128 [--org-to-crop 1.125]
+
+Keys f"{size}-{index:05d}" hold JPEGs, `length` the count. Sizes are stored at
+round(org_to_crop x size), so training can random-crop `size` from them
+(PerturbGAN) without resizing. Work goes to OUT.partial, committed in batches
+with its progress; a rerun resumes there, and only a finished database is
+renamed to OUT, so a half-written one is never mistaken for a finished one.
+"""
+
+import io
+import json
+import multiprocessing
+import os
+
+import click
+import lmdb
+from PIL import Image
+from tqdm import tqdm
+
+from .data.readers import DecodeError, open_reader, release_lmdb
+
+_worker = {}
+
+
+def _init_worker(src, max_images):
+    _worker["reader"] = open_reader(src, max_images)
+
+
+def resize_for_storage(img, size, crop):
+    """'squash': resize to size x size ignoring the aspect ratio; 'center': shorter side, then centre crop."""
+    if crop == "squash":
+        return img.resize((size, size), Image.LANCZOS)
+    scale = size / min(img.size)
+    w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+    img = img.resize((w, h), Image.LANCZOS)
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def _encode(job):
+    index, sizes, crop, quality = job
+    try:
+        img = _worker["reader"].read(index)
+    except DecodeError:
+        return index, None
+    out = {}
+    for size in sizes:
+        buf = io.BytesIO()
+        resize_for_storage(img, size, crop).save(buf, format="JPEG", quality=quality)
+        out[size] = buf.getvalue()
+    return index, out
+
+
+def prepare(src, out, sizes, org_to_crop=1.0, crop="squash", quality=95, workers=1, max_images=None,
+            batch=256, progress=True):
+    """Write the prepared LMDB; returns (images written, entries skipped as undecodable)."""
+    if os.path.exists(out):
+        raise FileExistsError(f"{out} already exists; remove it or choose another output folder")
+    if crop not in ("squash", "center"):
+        raise ValueError(f"crop must be 'squash' or 'center', got {crop!r}")
+    stored = sorted({round(org_to_crop * s) for s in sizes})
+    reader = open_reader(src, max_images)
+    args = dict(src=os.path.abspath(src), sizes=stored, crop=crop, quality=quality, total=len(reader))
+    partial = out.rstrip("/") + ".partial"
+    release_lmdb(partial)
+    env = lmdb.open(partial, map_size=1 << 40)
+    try:
+        written, skipped = _write(env, partial, reader, src, args, stored, crop, quality, workers, max_images, batch,
+                                  progress)
+    finally:
+        env.close()
+    os.replace(partial, out)
+    return written, skipped
+
+
+def _write(env, partial, reader, src, args, stored, crop, quality, workers, max_images, batch, progress):
+    with env.begin() as txn:
+        saved = txn.get(b"prepare_args")
+        state = json.loads(txn.get(b"progress", b'{"next": 0, "written": 0, "skipped": 0}'))
+    if saved is not None and json.loads(saved) != args:
+        raise ValueError(f"{partial} is an unfinished run with other settings ({saved.decode()}); delete it to restart")
+    total = len(reader)
+    bar = tqdm(total=total, initial=state["next"], desc=f"prepare {stored}", unit="img", disable=not progress)
+    jobs = ((i, stored, crop, quality) for i in range(state["next"], total))
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(src, max_images)) as pool:
+        txn = env.begin(write=True)
+        try:
+            txn.put(b"prepare_args", json.dumps(args).encode())
+            for n, (index, encoded) in enumerate(pool.imap(_encode, jobs, chunksize=16), 1):
+                if encoded is None:
+                    state["skipped"] += 1
+                else:
+                    for size, data in encoded.items():
+                        txn.put(f"{size}-{state['written']:05d}".encode(), data)
+                    state["written"] += 1
+                state["next"] = index + 1
+                bar.update()
+                if n % batch == 0:  # one commit records the images and the progress together
+                    txn.put(b"progress", json.dumps(state).encode())
+                    txn.commit()
+                    txn = env.begin(write=True)
+            txn.put(b"length", str(state["written"]).encode())
+            txn.delete(b"prepare_args")
+            txn.delete(b"progress")
+            txn.commit()
+        except BaseException:
+            txn.abort()  # the last committed batch and its progress stay
+            raise
+    bar.close()
+    return state["written"], state["skipped"]
+
+
+@click.command()
+@click.argument("src")
+@click.argument("out")
+@click.option("--size", "sizes", type=int, multiple=True, required=True, help="Training resolution (repeatable).")
+@click.option("--org-to-crop", default=1.0, show_default=True,
+              help="Store round(x * size) for random crops (PerturbGAN: 1.125).")
+@click.option("--crop", type=click.Choice(["squash", "center"]), default="squash", show_default=True,
+              help="squash: resize to a square (PerturbGAN); center: shorter side, centre crop (StyleGAN2 port).")
+@click.option("--quality", default=95, show_default=True, help="JPEG quality.")
+@click.option("--workers", default=os.cpu_count() or 1, show_default=True)
+@click.option("--max-images", type=int, default=None, help="Only the first N images (the papers use 100 000).")
+def main(src, out, sizes, org_to_crop, crop, quality, workers, max_images):
+    """Prepare SRC (raw LSUN LMDB, prepared LMDB or image folder) as a multi-resolution LMDB at OUT."""
+    written, skipped = prepare(src, out, sizes, org_to_crop, crop, quality, workers, max_images)
+    print(f"wrote {written} images to {out}" + (f"; skipped {skipped} undecodable entries" if skipped else ""))
+
+
+if __name__ == "__main__":
+    main()
