@@ -1,8 +1,8 @@
 """Train a model from a config: `python train.py --cfg NAME [--set key=value ...]`.
 
-Available now: `smoke`, a short StyleGAN2 generator/discriminator run on
-smooth random images that checks the install end to end and writes a sample
-grid and a checkpoint.
+Available now: `smoke`, a short StyleGAN2 generator/discriminator run on the
+built-in synthetic dataset (created on first use) that checks the install end
+to end and writes a sample grid and a checkpoint.
 """
 
 import json
@@ -13,20 +13,23 @@ import time
 
 import click
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from layered_gan.checkpoint import save_checkpoint
 from layered_gan.config import load_config
+from layered_gan.data.dataset import dataset_from_config
 from layered_gan.images import save_image_grid
 from layered_gan.networks import Discriminator, Generator, channel_widths
 from layered_gan.training.stylegan2 import d_step, g_step
 
 
-def smooth_random_images(n, resolution, generator):
-    """Stand-in real data: smooth colour fields (bilinear up-sampling of 4x4 noise), in [-1, 1]."""
-    coarse = torch.rand(n, 3, 4, 4, generator=generator) * 2 - 1
-    return F.interpolate(coarse, size=resolution, mode="bilinear", align_corners=False)
+def batches(dataset, batch, workers, seed):
+    """Endless shuffled batches."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(seed),
+                                         persistent_workers=workers > 0)
+    while True:
+        yield from loader
 
 
 def build_networks(cfg):
@@ -52,11 +55,11 @@ def main(cfg_name, overrides, out, device):
     G, D = (net.to(device) for net in build_networks(cfg))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg["lr"], betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg["lr"], betas=(0.0, 0.99))
-    data = smooth_random_images(64 * cfg["batch"], cfg["resolution"], torch.Generator().manual_seed(cfg["seed"]))
+    data = batches(dataset_from_config(cfg["data"], cfg["resolution"]), cfg["batch"], cfg["workers"], cfg["seed"])
     start = time.time()
     bar = tqdm(range(cfg["iterations"]), desc="smoke", unit="it")
     for _ in bar:
-        real = data[torch.randint(len(data), [cfg["batch"]])].to(device)
+        real = next(data).to(device)
         stats = d_step(G, D, opt_d, real, cfg["r1_gamma"], cfg["mixing_prob"])
         stats.update(g_step(G, D, opt_g, cfg["batch"], cfg["mixing_prob"], device))
         if not all(math.isfinite(v) for v in stats.values()):

@@ -58,10 +58,15 @@ def palette_map(t, colors):
     return colors[i] * (1 - f) + colors[i + 1] * f
 
 
-def texture(rng, size, yy, xx):
-    """One random texture [size, size, 3] in [0, 1]: gradient, noise, stripes, field or checks."""
+def texture(rng, size, yy, xx, shared_color=None):
+    """One random texture [size, size, 3] in [0, 1]: gradient, noise, stripes, field or checks.
+
+    shared_color: a colour the palette must include (objects borrow one from the background).
+    """
     kind = rng.integers(5)
     colors = [random_color(rng) for _ in range(rng.integers(2, 4))]
+    if shared_color is not None:
+        colors[0] = shared_color
     if kind == 0:  # linear gradient
         a = rng.uniform(0, 2 * math.pi)
         t = (xx * math.cos(a) + yy * math.sin(a))
@@ -161,7 +166,9 @@ def render_scene(seed, split, index, size):
     u = ((xx - cx) * cos + (yy - cy) * sin) / scale
     v = (-(xx - cx) * sin + (yy - cy) * cos) / scale
     inside = inside_fn(u, v)
-    fg = texture(rng, big, (v + 1) / 2, (u + 1) / 2)
+    # Half the objects share a colour with the background, so colour alone cannot separate them.
+    borrowed = bg[rng.integers(big), rng.integers(big)] if rng.random() < 0.5 else None
+    fg = texture(rng, big, (v + 1) / 2, (u + 1) / 2, borrowed)
     style = rng.integers(3)
     if style == 0:  # shading: darker towards the rim, as a lit round object
         fg = fg * (1 - 0.35 * np.clip(np.hypot(u, v), 0, 1.2)[..., None] ** 2)
