@@ -35,3 +35,28 @@ def test_kernels_compile_link_and_load(tmp_path):
         assert f"'{op}'" in out.splitlines()[-1], out[-2000:]
         built = [f for _, _, files in os.walk(tmp_path) for f in files if f == f"layered_gan_{op}.so"]
         assert built, f"no shared library for {op} under {tmp_path}"
+
+
+def test_build_flags_find_pip_headers_and_unversioned_cudart(tmp_path, monkeypatch):
+    """CUDA_HOME without cusparse.h or libcudart.so: both come from the pip runtime wheel's folders."""
+    from cuda_ops._build import build_flags
+
+    cuda_home = tmp_path / "cuda"
+    (cuda_home / "include").mkdir(parents=True)
+    (cuda_home / "lib64").mkdir()
+    wheel = tmp_path / "site" / "nvidia" / "cu13"
+    (wheel / "include").mkdir(parents=True)
+    (wheel / "lib").mkdir()
+    (wheel / "include" / "cusparse.h").write_text("")
+    (wheel / "lib" / "libcudart.so.13").write_text("")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site")])
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+    includes, ldflags = build_flags(str(cuda_home), str(build_dir))
+    assert includes == [str(wheel / "include")]
+    assert ldflags == [f"-L{build_dir / 'cudart'}"]
+    assert os.path.realpath(build_dir / "cudart" / "libcudart.so") == str(wheel / "lib" / "libcudart.so.13")
+    # A complete toolkit needs nothing extra.
+    (cuda_home / "include" / "cusparse.h").write_text("")
+    (cuda_home / "lib64" / "libcudart.so").write_text("")
+    assert build_flags(str(cuda_home), str(build_dir)) == ([], [])

@@ -1,0 +1,68 @@
+"""PerturbGAN's layered generator (Bielski & Favaro 2019, sec. 3.1): one latent, three layers.
+
+A background generator draws B (3 channels); a foreground generator draws F
+(3 channels) and a mask logit, squashed by a sigmoid into m in [0, 1]. Both
+read the same latent. Variants: 'two' (two StyleGAN2 generators, the paper's),
+'shared_mapping' (one mapping network feeding two synthesis networks) and
+'single' (ablation h: one generator with all seven channels).
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from .stylegan2 import Generator, SynthesisNetwork
+
+VARIANTS = ("two", "shared_mapping", "single")
+
+
+class Layers(NamedTuple):
+    background: torch.Tensor  # [B, 3, H, W]
+    foreground: torch.Tensor  # [B, 3, H, W]
+    mask: torch.Tensor  # [B, 1, H, W], in [0, 1]
+
+
+class LayeredGenerator(nn.Module):
+    def __init__(self, resolution, z_dim=512, w_dim=512, n_mlp=8, lr_mlp=0.01, channels=None, variant="two",
+                 formulation="fast"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant = variant
+        self.z_dim = z_dim
+        kw = dict(channels=channels, formulation=formulation)
+        if variant == "single":
+            self.fg = Generator(resolution, z_dim, w_dim, n_mlp, lr_mlp, img_channels=7, **kw)
+        else:
+            self.fg = Generator(resolution, z_dim, w_dim, n_mlp, lr_mlp, img_channels=4, **kw)
+        if variant == "two":
+            self.bg = Generator(resolution, z_dim, w_dim, n_mlp, lr_mlp, img_channels=3, **kw)
+        elif variant == "shared_mapping":
+            self.bg_synthesis = SynthesisNetwork(resolution, w_dim, img_channels=3, **kw)
+        self.n_latent = self.fg.n_latent
+
+    def styles(self, z, z2=None, inject_index=None, truncation=1.0):
+        """W+ for (foreground, background): the same latents through each generator's mapping."""
+        ws = self.fg.styles(z, z2, inject_index, truncation)
+        if self.variant == "two":
+            return ws, self.bg.styles(z, z2, inject_index, truncation)
+        return ws, ws
+
+    def synthesize(self, ws_fg, ws_bg, noise=None, resolution=None, alpha=1.0):
+        """Layers from W+. noise: None or (foreground noise list, background noise list)."""
+        noise_fg, noise_bg = noise if noise is not None else (None, None)
+        out = self.fg.synthesis(ws_fg, noise=noise_fg, resolution=resolution, alpha=alpha)
+        if self.variant == "single":
+            return Layers(out[:, 4:7], out[:, :3], torch.sigmoid(out[:, 3:4]))
+        bg_synthesis = self.bg.synthesis if self.variant == "two" else self.bg_synthesis
+        background = bg_synthesis(ws_bg, noise=noise_bg, resolution=resolution, alpha=alpha)
+        return Layers(background, out[:, :3], torch.sigmoid(out[:, 3:4]))
+
+    def forward(self, z, z2=None, inject_index=None, truncation=1.0, noise=None, resolution=None, alpha=1.0):
+        return self.synthesize(*self.styles(z, z2, inject_index, truncation), noise, resolution, alpha)
+
+    def track_w_avg(self, ws_fg, ws_bg, beta=0.995):
+        self.fg.track_w_avg(ws_fg[:, 0], beta)
+        if self.variant == "two":
+            self.bg.track_w_avg(ws_bg[:, 0], beta)

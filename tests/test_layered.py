@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from layered_gan.losses import (drift_penalty, gradient_penalty, mask_binarization, mask_max_coverage_hinge,
+                                mask_size_hinge, wgan_d_loss, wgan_g_loss)
+from layered_gan.networks import channel_widths
+from layered_gan.networks.layered import LayeredGenerator
+from layered_gan.perturbations import contrast_jitter, random_shift
+from layered_gan.render import composite
+
+
+def test_shift_moves_foreground_and_mask_together_with_zeros_entering():
+    fg = torch.randn(6, 3, 16, 16) + 5  # no zeros of its own
+    mask = torch.rand(6, 1, 16, 16) + 0.1
+    fg_s, mask_s, delta = random_shift(fg, mask, 3, generator=torch.Generator().manual_seed(1))
+    assert delta.abs().max() <= 3 and len({tuple(d) for d in delta.tolist()}) > 1
+    for b, (dy, dx) in enumerate(delta.tolist()):
+        for y in range(16):
+            for x in range(16):
+                sy, sx = y + dy, x + dx
+                inside = 0 <= sy < 16 and 0 <= sx < 16
+                want_fg = fg[b, :, sy, sx] if inside else torch.zeros(3)
+                want_m = mask[b, :, sy, sx] if inside else torch.zeros(1)
+                assert torch.equal(fg_s[b, :, y, x], want_fg) and torch.equal(mask_s[b, :, y, x], want_m)
+
+
+def test_shift_range_covers_both_signs_and_zero_shift_is_identity():
+    mask = torch.rand(512, 1, 8, 8)
+    _, _, delta = random_shift(mask.expand(-1, 3, -1, -1), mask, 2, generator=torch.Generator().manual_seed(0))
+    assert set(delta.flatten().tolist()) == {-2, -1, 0, 1, 2}
+    fg, m = torch.randn(2, 3, 8, 8), mask[:2]
+    out = random_shift(fg, m, 0)
+    assert out[0] is fg and out[1] is m and not out[2].any()
+
+
+def test_shift_is_differentiable_and_background_untouched_where_mask_is_zero():
+    fg = torch.randn(4, 3, 8, 8, requires_grad=True)
+    mask = torch.ones(4, 1, 8, 8) * 0.5
+    bg = torch.randn(4, 3, 8, 8)
+    fg_s, mask_s, delta = random_shift(fg, mask, 2, generator=torch.Generator().manual_seed(3))
+    x = composite(bg, fg_s, mask_s)
+    outside = mask_s == 0
+    assert outside.any()
+    assert torch.equal(x[outside.expand_as(x)], bg[outside.expand_as(bg)])
+    x.sum().backward()
+    assert fg.grad.abs().sum() > 0
+
+
+def test_composite_formula():
+    b, f, m = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.rand(2, 1, 4, 4)
+    torch.testing.assert_close(composite(b, f, m), (1 - m) * b + m * f)
+
+
+def test_contrast_jitter_bounds():
+    bg = torch.rand(64, 3, 8, 8) * 0.4 + 0.3
+    out = contrast_jitter(bg, 0.3, generator=torch.Generator().manual_seed(0))
+    flat_in, flat_out = bg.flatten(1), out.flatten(1)
+    assert (flat_out.min(1).values >= flat_in.min(1).values - 1e-6).all()
+    assert (flat_out.max(1).values <= flat_in.max(1).values + 1e-6).all()
+    mean = flat_in.mean(1, keepdim=True)
+    # where not clamped, the deviation from the mean is scaled by one factor in [0.7, 1.3] per image
+    ratio = (flat_out - mean) / (flat_in - mean)
+    factors = ratio.median(1).values
+    assert (factors >= 0.7 - 1e-5).all() and (factors <= 1.3 + 1e-5).all() and factors.std() > 0.05
+    assert torch.equal(contrast_jitter(bg, 0.0), bg)
+
+
+def test_loss_terms_against_hand_computation():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
+    assert wgan_d_loss(real, fake).item() == pytest.approx(-1.0 - 2.0)
+    assert wgan_g_loss(fake).item() == pytest.approx(1.0)
+    assert drift_penalty(real).item() == pytest.approx((1 + 9) / 2)
+    mask = torch.zeros(2, 1, 2, 2)
+    mask[0] = torch.tensor([[0.1, 0.9], [0.5, 0.3]])  # mean 0.45
+    mask[1] = torch.tensor([[0.0, 0.2], [0.0, 0.2]])  # mean 0.1
+    assert mask_size_hinge(mask, 0.25).item() == pytest.approx((0 + 0.15) / 2)
+    assert mask_binarization(mask).item() == pytest.approx((0.1 + 0.1 + 0.5 + 0.3 + 0 + 0.2 + 0 + 0.2) / 8)
+    assert mask_max_coverage_hinge(mask, 0.4).item() == pytest.approx(0.05 / 2)
+
+
+def test_gradient_penalty_on_a_linear_critic():
+    w = torch.randn(3, 4, 4)
+
+    def D(x):
+        return (x * w).flatten(1).sum(1, keepdim=True)
+
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    assert gradient_penalty(D, real, fake).item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+    w = w / w.norm()
+    assert gradient_penalty(D, real, fake).item() == pytest.approx(0, abs=1e-10)
+
+
+@pytest.mark.parametrize("variant", ["two", "shared_mapping", "single"])
+def test_layered_generator_outputs_layers(variant):
+    G = LayeredGenerator(16, z_dim=8, w_dim=8, n_mlp=1, channels=channel_widths(16, 128, 8), variant=variant)
+    layers = G(torch.randn(3, 8))
+    assert layers.background.shape == layers.foreground.shape == (3, 3, 16, 16)
+    assert layers.mask.shape == (3, 1, 16, 16) and 0 <= layers.mask.min() and layers.mask.max() <= 1
+    low = G(torch.randn(3, 8), resolution=8)
+    assert low.mask.shape[-1] == 8
+    names = {n.split(".")[0] for n, _ in G.named_parameters()}
+    assert names == {"two": {"fg", "bg"}, "shared_mapping": {"fg", "bg_synthesis"}, "single": {"fg"}}[variant]
