@@ -1,8 +1,10 @@
-"""Train a model from a config: `python train.py --cfg NAME [--set key=value ...]`.
+"""Train a model from a config.
 
-Available now: `smoke`, a short StyleGAN2 generator/discriminator run on the
-built-in synthetic dataset (created on first use) that checks the install end
-to end and writes a sample grid and a checkpoint.
+    python train.py --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--resume DIR_OR_CKPT]
+    torchrun --nproc_per_node=N train.py --cfg NAME ...      # several GPUs (or CPU processes)
+
+Config modes: `perturb` (PerturbGAN: perturb_*, demo) and `smoke` (a short
+StyleGAN2 generator/discriminator run that checks the install end to end).
 """
 
 import json
@@ -20,6 +22,7 @@ from layered_gan.config import load_config
 from layered_gan.data.dataset import dataset_from_config
 from layered_gan.images import save_image_grid
 from layered_gan.networks import Discriminator, Generator, channel_widths
+from layered_gan.training.perturb import train_perturbgan
 from layered_gan.training.stylegan2 import d_step, g_step
 
 
@@ -40,13 +43,32 @@ def build_networks(cfg):
 
 
 @click.command()
-@click.option("--cfg", "cfg_name", default="smoke", show_default=True, help="Config name in configs/ or a JSON path.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+@click.option("--cfg", "cfg_name", default="demo", show_default=True, help="Config name in configs/ or a JSON path.")
+@click.option("--data", default=None, help="Dataset path (sets data.source).")
 @click.option("--out", default=None, help="Output folder (default: the config's `out`).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+@click.option("--resume", default=None, help="Run folder or checkpoint to continue from.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(cfg_name, overrides, out, device):
-    cfg = load_config(cfg_name, overrides)
+def main(cfg_name, data, out, overrides, resume, device):
+    cfg = load_config(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []))
     out = out or cfg["out"]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
+        backend = "nccl" if device == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device == "cuda":
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(device)
+    if cfg.get("mode") == "perturb":
+        train_perturbgan(cfg, out, resume, device)
+    elif cfg.get("mode") == "smoke":
+        run_smoke(cfg, out, device)
+    else:
+        raise click.BadParameter(f"config {cfg_name!r} has mode {cfg.get('mode')!r}; expected 'perturb' or 'smoke'")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def run_smoke(cfg, out, device):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump(cfg, fh, indent=2)

@@ -101,6 +101,11 @@ class ImageDataset(torch.utils.data.Dataset):
         return img, mask.convert("L")
 
     def __getitem__(self, index):
+        """index: an int, or (int, seed) to make the random crop and flip a function of the seed."""
+        generator = None
+        if isinstance(index, (tuple, list)):
+            index, seed = index
+            generator = torch.Generator().manual_seed(int(seed))
         for attempt in range(len(self)):
             try:
                 img, mask = self._load((index + attempt) % len(self))
@@ -112,9 +117,9 @@ class ImageDataset(torch.utils.data.Dataset):
                                   RuntimeWarning)
         else:
             raise ValueError("no entry of the dataset could be decoded")
-        rw, rh, left, top = crop_box(img.width, img.height, self.resolution, self.crop, self.org_to_crop)
+        rw, rh, left, top = crop_box(img.width, img.height, self.resolution, self.crop, self.org_to_crop, generator)
         box = (left, top, left + self.resolution, top + self.resolution)
-        flip = self.hflip and bool(torch.rand([]) < 0.5)
+        flip = self.hflip and bool(torch.rand([], generator=generator) < 0.5)
         image = self._crop(img, rw, rh, box, flip, Image.BICUBIC)
         if mask is None:
             return to_tensor(image)
@@ -151,3 +156,25 @@ def dataset_from_config(data, resolution, with_masks=False):
         raise ValueError("masks are only known for the synthetic dataset; give data.masks paths for others")
     return ImageDataset(source, resolution, crop=data.get("crop", "random"), org_to_crop=data.get("org_to_crop", 1.125),
                         hflip=data.get("hflip", False), max_images=data.get("max_images"), masks=masks)
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Endless (index, seed) stream, a pure function of (seed, position): shuffled epochs, sharded by rank.
+
+    Starting at `start` (images already consumed by all ranks) resumes the exact
+    sequence, crops and flips included (the dataset seeds them from the pair).
+    """
+
+    def __init__(self, length, seed=0, start=0, rank=0, world_size=1):
+        self.length, self.seed, self.start, self.rank, self.world_size = length, seed, start, rank, world_size
+
+    def __iter__(self):
+        position = self.start + self.rank
+        while True:
+            epoch, offset = divmod(position, self.length)
+            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            while offset < self.length:
+                yield int(order[offset]), self.seed * 1000003 + position
+                position += self.world_size
+                offset += self.world_size
+            position = (epoch + 1) * self.length + (offset - self.length)

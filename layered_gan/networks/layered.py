@@ -59,6 +59,14 @@ class LayeredGenerator(nn.Module):
         background = bg_synthesis(ws_bg, noise=noise_bg, resolution=resolution, alpha=alpha)
         return Layers(background, out[:, :3], torch.sigmoid(out[:, 3:4]))
 
+    def make_noise(self, batch=1, device="cpu", generator=None):
+        """Explicit noise for (foreground, background) synthesis, for reproducible layers."""
+        fg = self.fg.synthesis.make_noise(batch, device, generator)
+        if self.variant == "single":
+            return fg, None
+        bg_synthesis = self.bg.synthesis if self.variant == "two" else self.bg_synthesis
+        return fg, bg_synthesis.make_noise(batch, device, generator)
+
     def forward(self, z, z2=None, inject_index=None, truncation=1.0, noise=None, resolution=None, alpha=1.0):
         return self.synthesize(*self.styles(z, z2, inject_index, truncation), noise, resolution, alpha)
 
