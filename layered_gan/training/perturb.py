@@ -85,6 +85,14 @@ def average_gradients(module, world_size):
             p.grad /= world_size
 
 
+def average_w_avg(G, world_size):
+    """Keep the truncation centres identical on every rank."""
+    for name, buf in G.named_buffers():
+        if name.endswith("w_avg"):
+            dist.all_reduce(buf)
+            buf /= world_size
+
+
 def check_finite(stats, step, ckpt_path):
     for name, value in stats.items():
         if not math.isfinite(value):
@@ -114,7 +122,11 @@ def train_perturbgan(cfg, out, resume=None, device="cpu"):
         images_seen, step = state["images_seen"], state["step"]
         rng.set_state(state["rng"][rank][0])
         torch.set_rng_state(state["rng"][rank][1])
+    if rank != 0:
+        dist.barrier()  # rank 0 first builds what the ranks share (the synthetic dataset, key caches)
     dataset = dataset_from_config(cfg["data"], phase_at(images_seen / 1000, scfg, resolution).resolution)
+    if world > 1 and rank == 0:
+        dist.barrier()
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -193,6 +205,8 @@ def train_perturbgan(cfg, out, resume=None, device="cpu"):
             average_gradients(G, world)
         opt_g.step()
         G.track_w_avg(*ws)
+        if world > 1:
+            average_w_avg(G, world)
 
         images_seen += p.batch
         step += 1
