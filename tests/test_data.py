@@ -1,6 +1,5 @@
 import io
 import os
-import warnings
 
 import lmdb
 import numpy as np

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .readers import DecodeError, PreparedLmdbReader, decode_image, open_reader
+from .synthetic import build_synthetic, split_paths
 
 CROPS = ("random", "center")
 
@@ -142,8 +143,6 @@ def dataset_from_config(data, resolution, with_masks=False):
     seed; data["split"] picks train or test). Other keys: crop, org_to_crop,
     hflip, max_images.
     """
-    from .synthetic import build_synthetic, split_paths
-
     masks = None
     source = data["source"]
     if source == "synthetic":

@@ -15,6 +15,8 @@ import lmdb
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..paths import cache_dir
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PROBE_ENTRIES = 32  # entries decoded when a source is opened, to catch broken data early
 
@@ -42,10 +44,6 @@ def decode_image(data, name=""):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(f"cannot decode image {name}: {exc}") from None
     return to_rgb(img)
-
-
-def _cache_root():
-    return os.environ.get("LAYERED_GAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "layered_gan"))
 
 
 _environments = {}  # absolute path -> (pid, environment): LMDB allows one open per process
@@ -108,7 +106,7 @@ class LSUNLmdbReader:
         name = f"keys-{tag}.npz"
         beside = os.path.join(self.path, "layered_gan_" + name)
         digest = hashlib.sha1(os.path.abspath(self.path).encode()).hexdigest()[:16]
-        elsewhere = os.path.join(_cache_root(), "lmdb_keys", f"{digest}-{name}")
+        elsewhere = cache_dir("lmdb_keys", f"{digest}-{name}")
         return beside, elsewhere
 
     def _load_keys(self, max_images):

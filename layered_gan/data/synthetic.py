@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..paths import cache_dir
+
 VERSION = 1
 SPLITS = ("train", "test")
 SUPERSAMPLE = 2  # shapes are rendered at 2x and averaged: soft image edges, exact binary masks
@@ -196,8 +198,7 @@ def _encode(job):
 
 
 def default_root(resolution, count, test_count, seed):
-    cache = os.environ.get("LAYERED_GAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "layered_gan"))
-    return os.path.join(cache, "synthetic", f"v{VERSION}-{resolution}px-{count}-{test_count}-seed{seed}")
+    return cache_dir("synthetic", f"v{VERSION}-{resolution}px-{count}-{test_count}-seed{seed}")
 
 
 def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed=0, workers=None, progress=True):

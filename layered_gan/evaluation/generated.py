@@ -23,13 +23,9 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
 from ..networks.unet import UNet
+from ..paths import cache_dir
 from ..render import composite
 from .metrics import iou_per_image
-
-
-def _cache_dir():
-    root = os.environ.get("LAYERED_GAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "layered_gan"))
-    return os.path.join(root, "reference")
 
 
 @torch.no_grad()
@@ -56,7 +52,7 @@ def train_reference(synthetic, steps=2000, batch=32, width=16, lr=1e-3, seed=0, 
     """
     root = build_synthetic(**synthetic, progress=progress)
     res = synthetic["resolution"]
-    path = os.path.join(_cache_dir(), f"{os.path.basename(root)}-unet{width}-{steps}steps-seed{seed}.pt")
+    path = cache_dir("reference", f"{os.path.basename(root)}-unet{width}-{steps}steps-seed{seed}.pt")
     model = UNet(width=width).to(device)
     model.resolution = res
     if os.path.isfile(path):
