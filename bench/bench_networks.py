@@ -1,7 +1,8 @@
 """StyleGAN2 G+D training-step throughput, 'fast' against 'plain' formulation, side by side.
 
 One iteration = a D step (logistic loss + R1 on every step) and a G step
-(non-saturating loss), with style mixing: layered_gan.training.stylegan2.
+(non-saturating loss), with style mixing: the StyleGAN2 objective of
+layered_gan.training.objectives with r1_interval = 1.
 'plain' is the straightforward formulation (grouped per-sample convolutions,
 zero-insertion up-sampling); 'fast' is the default. Also times each fused op,
 reference against CUDA where a GPU is present.
@@ -11,7 +12,6 @@ reference against CUDA where a GPU is present.
 """
 
 import os
-import random
 import resource
 import sys
 import time
@@ -21,8 +21,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cuda_ops import bias_act, setup_filter, upfirdn2d  # noqa: E402
-from layered_gan.networks import Discriminator, Generator, channel_widths  # noqa: E402
-from layered_gan.training.stylegan2 import d_step, g_step  # noqa: E402
+from layered_gan.networks import channel_widths  # noqa: E402
+from layered_gan.training.objectives import StyleGAN2  # noqa: E402
+from layered_gan.training.schedule import phase_at  # noqa: E402
 
 CONFIGS = {
     # name: resolution, batch, channel widths, z/w dim, mapping layers
@@ -34,20 +35,30 @@ CONFIGS = {
 def time_steps(name, formulation, steps, warmup, device):
     res, batch, widths, zdim, n_mlp = CONFIGS[name]
     torch.manual_seed(0)
-    random.seed(0)
-    channels = channel_widths(res, **widths)
-    G = Generator(res, zdim, zdim, n_mlp, channels=channels, formulation=formulation).to(device)
-    D = Discriminator(res, channels=channels, formulation=formulation).to(device)
+    cfg = {"model": dict(resolution=res, z_dim=zdim, w_dim=zdim, n_mlp=n_mlp, formulation=formulation, **widths),
+           "loss": {"type": "logistic", "r1_gamma": 10.0, "r1_interval": 1}, "mixing_prob": 0.9}
+    objective = StyleGAN2(cfg)
+    G, D = (net.to(device) for net in objective.build())
+    phase = phase_at(0, {"phase_kimg": 0, "batch": batch, "lr": 0.002}, res)
     opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
     real = torch.randn(batch, 3, res, res, device=device)
+    rng = torch.Generator().manual_seed(0)
     times = []
     for i in range(warmup + steps):
         if device == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        d_step(G, D, opt_d, real, r1_gamma=10.0)
-        g_step(G, D, opt_g, batch, device=device)
+        loss, _ = objective.d_loss(G, D, real, phase, rng, step=i)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        loss, _, _ = objective.g_loss(G, D, batch, phase, rng, i, device)
+        D.requires_grad_(True)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
         if device == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

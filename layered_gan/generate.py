@@ -11,7 +11,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .images import save_image_grid
 from .render import composite
-from .training.perturb import build_models
+from .training.loop import build_models
 
 
 def parse_seeds(text):

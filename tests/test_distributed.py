@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from layered_gan.config import load_config
 from layered_gan.networks import Discriminator, channel_widths
-from layered_gan.training.perturb import average_gradients, train_perturbgan
+from layered_gan.training.loop import average_gradients, train
 
 
 def _make_d():
@@ -41,7 +41,7 @@ def test_averaged_gradients_equal_one_process_on_the_combined_batch(tmp_path):
 def _train_worker(rank, world, init, cfg, out):
     os.environ["LAYERED_GAN_CACHE"] = cfg.pop("_cache")
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    G_ema = train_perturbgan(cfg, out)
+    G_ema = train(cfg, out)
     torch.save(G_ema.state_dict(), f"{out}/g_ema_rank{rank}.pt")
     dist.destroy_process_group()
 

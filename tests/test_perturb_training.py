@@ -12,7 +12,7 @@ from PIL import Image
 from layered_gan.checkpoint import load_checkpoint
 from layered_gan.config import load_config
 from layered_gan.training.ema import ema_beta, update_ema
-from layered_gan.training.perturb import train_perturbgan
+from layered_gan.training.loop import train
 from layered_gan.training.schedule import phase_at
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,11 +65,11 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_resume_continues_exactly(tmp_path, cache):
-    straight = train_perturbgan(tiny_cfg(tmp_path), str(tmp_path / "straight"))
-    train_perturbgan(tiny_cfg(tmp_path, total_kimg=0.12), str(tmp_path / "part"))  # stops mid-phase at 16 px
+    straight = train(tiny_cfg(tmp_path), str(tmp_path / "straight"))
+    train(tiny_cfg(tmp_path, total_kimg=0.12), str(tmp_path / "part"))  # stops mid-phase at 16 px
     first = load_checkpoint(str(tmp_path / "part" / "checkpoint.pt"))
     assert first["images_seen"] == 120 and first["step"] == 15
-    resumed = train_perturbgan(tiny_cfg(tmp_path), str(tmp_path / "part"), resume=str(tmp_path / "part"))
+    resumed = train(tiny_cfg(tmp_path), str(tmp_path / "part"), resume=str(tmp_path / "part"))
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     final = load_checkpoint(str(tmp_path / "part" / "checkpoint.pt"))
@@ -80,7 +80,7 @@ def test_non_finite_loss_stops_with_the_term_and_step(tmp_path, cache):
     cfg = tiny_cfg(tmp_path)
     cfg["loss"]["gp_lambda"] = float("nan")
     with pytest.raises(FloatingPointError, match=r"non-finite loss/\w+ = nan at step \d+; last good checkpoint"):
-        train_perturbgan(cfg, str(tmp_path / "run"))
+        train(cfg, str(tmp_path / "run"))
 
 
 def test_demo_command_end_to_end_writes_grids_checkpoint_and_logs(tmp_path):
@@ -133,7 +133,7 @@ def test_sigkill_during_checkpoint_writes_leaves_a_loadable_checkpoint(tmp_path)
 def test_generate_command_from_a_checkpoint(tmp_path, cache):
     from layered_gan.generate import generate_layers, load_generator, parse_seeds
 
-    train_perturbgan(tiny_cfg(tmp_path, total_kimg=0.016), str(tmp_path / "run"))
+    train(tiny_cfg(tmp_path, total_kimg=0.016), str(tmp_path / "run"))
     assert parse_seeds("0-2,5") == [0, 1, 2, 5]
     G, cfg = load_generator(str(tmp_path / "run"))
     a = generate_layers(G, [3, 4], truncation=0.5)

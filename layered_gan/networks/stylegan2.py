@@ -152,6 +152,9 @@ class Generator(nn.Module):
         with torch.no_grad():
             self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, beta))
 
+    def make_noise(self, batch=1, device="cpu", generator=None):
+        return self.synthesis.make_noise(batch, device, generator)
+
     @torch.no_grad()
     def mean_w(self, n=4096, generator=None):
         """Average w over n random latents (what pretrained checkpoints usually ship)."""

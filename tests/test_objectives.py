@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from layered_gan.training.objectives import StyleGAN2, make_objective
+from layered_gan.training.schedule import phase_at
+
+MODEL = {"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 128, "channel_max": 8}
+
+
+def objective(**loss):
+    cfg = {"mode": "stylegan2", "model": MODEL, "mixing_prob": 0.9,
+           "loss": {"type": "logistic", "r1_gamma": 10.0, "r1_interval": 4, "pl_weight": 0.0, "pl_interval": 2,
+                    "gp_lambda": 10.0, "drift": 0.001, **loss}}
+    obj = make_objective(cfg)
+    torch.manual_seed(0)
+    G, D = obj.build()
+    return obj, G, D, phase_at(0, {"phase_kimg": 0, "batch": 4, "lr": 0.002}, 16)
+
+
+def test_lazy_r1_runs_every_interval_with_the_interval_as_weight():
+    obj, G, D, phase = objective()
+    real = torch.randn(4, 3, 16, 16)
+    seen = []
+    for step in range(8):
+        loss, stats = obj.d_loss(G, D, real, phase, torch.Generator().manual_seed(step), step)
+        if "loss/r1" in stats:
+            seen.append(step)
+            expected = stats["loss/d_logistic"] + 10.0 / 2 * stats["loss/r1"] * 4
+            torch.testing.assert_close(loss, expected)
+        else:
+            torch.testing.assert_close(loss, stats["loss/d_logistic"])
+    assert seen == [0, 4]
+
+
+def test_path_length_regularization_tracks_its_mean():
+    obj, G, D, phase = objective(pl_weight=2.0)
+    assert float(obj.pl_mean) == 0
+    loss, stats, _ = obj.g_loss(G, D, 4, phase, torch.Generator().manual_seed(0), 0, "cpu")
+    assert "loss/path_length" in stats and stats["loss/path_length"] > 0
+    assert float(obj.pl_mean) > 0
+    torch.testing.assert_close(loss, stats["loss/g_nonsaturating"] + 2.0 * 2 * stats["loss/path_length"])
+    _, stats, _ = obj.g_loss(G, D, 4, phase, torch.Generator().manual_seed(1), 1, "cpu")
+    assert "loss/path_length" not in stats  # lazy: every pl_interval steps
+    state = obj.state_dict()
+    fresh = StyleGAN2(obj.cfg)
+    fresh.load_state_dict(state)
+    assert float(fresh.pl_mean) == float(obj.pl_mean)
+
+
+def test_wgan_gp_single_output_baseline():
+    obj, G, D, phase = objective(type="wgan-gp")
+    _, stats = obj.d_loss(G, D, torch.randn(4, 3, 16, 16), phase, torch.Generator().manual_seed(0), 0)
+    assert {"loss/d_wgan", "loss/gradient_penalty", "loss/drift"} <= set(stats)
+    _, stats, _ = obj.g_loss(G, D, 4, phase, torch.Generator().manual_seed(0), 0, "cpu")
+    assert set(stats) == {"loss/g_wgan"}
+
+
+def test_unknown_mode_is_named():
+    with pytest.raises(ValueError, match="'gan3' is not one of perturb, stylegan2"):
+        make_objective({"mode": "gan3"})
