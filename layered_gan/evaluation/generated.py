@@ -44,7 +44,7 @@ def test_iou(model, root, device="cpu"):
     return float(iou_per_image(pred[:, 0].numpy(), y[:, 0].numpy() > 0.5)[0].mean())
 
 
-def train_reference(synthetic, steps=2000, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True):
+def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True):
     """A U-Net trained with ground truth on the synthetic train split; cached by its settings.
 
     synthetic: the config's synthetic-dataset settings (resolution, count, test_count, seed).
@@ -116,7 +116,7 @@ def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, de
 @click.command()
 @click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator.")
 @click.option("--num", default=2000, show_default=True, help="Generated composites to score.")
-@click.option("--steps", default=2000, show_default=True, help="Training steps of the reference U-Net.")
+@click.option("--steps", default=1200, show_default=True, help="Training steps of the reference U-Net.")
 @click.option("--out", default=None, help="JSON file for the figures (default: RUN/generated_eval.json).")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(ckpt, num, steps, out, device):
