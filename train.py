@@ -38,6 +38,9 @@ def main(cfg_name, data, out, overrides, resume, device):
         raise click.BadParameter(f"config {cfg_name!r} has mode {cfg.get('mode')!r}; expected one of "
                                  f"{', '.join(OBJECTIVES)}", param_hint="--cfg")
     train(cfg, out, resume, device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run written to {out}/: layers.png and grids/ (samples), checkpoint.pt, config.json, "
+              f"tensorboard/ (tensorboard --logdir {out})")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
