@@ -67,23 +67,23 @@ def prepare(src, out, sizes, org_to_crop=1.0, crop="squash", quality=95, workers
     release_lmdb(partial)
     env = lmdb.open(partial, map_size=1 << 40)
     try:
-        written, skipped = _write(env, partial, reader, src, args, stored, crop, quality, workers, max_images, batch,
-                                  progress)
+        written, skipped = _write(env, partial, args, src, max_images, workers, batch, progress)
     finally:
         env.close()
     os.replace(partial, out)
     return written, skipped
 
 
-def _write(env, partial, reader, src, args, stored, crop, quality, workers, max_images, batch, progress):
+def _write(env, partial, args, src, max_images, workers, batch, progress):
+    """Encode args["total"] images in worker processes into env, committing progress every `batch`."""
     with env.begin() as txn:
         saved = txn.get(b"prepare_args")
         state = json.loads(txn.get(b"progress", b'{"next": 0, "written": 0, "skipped": 0}'))
     if saved is not None and json.loads(saved) != args:
         raise ValueError(f"{partial} is an unfinished run with other settings ({saved.decode()}); delete it to restart")
-    total = len(reader)
-    bar = tqdm(total=total, initial=state["next"], desc=f"prepare {stored}", unit="img", disable=not progress)
-    jobs = ((i, stored, crop, quality) for i in range(state["next"], total))
+    total = args["total"]
+    bar = tqdm(total=total, initial=state["next"], desc=f"prepare {args['sizes']}", unit="img", disable=not progress)
+    jobs = ((i, args["sizes"], args["crop"], args["quality"]) for i in range(state["next"], total))
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(src, max_images)) as pool:
         txn = env.begin(write=True)
         try:
