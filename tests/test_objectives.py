@@ -58,3 +58,18 @@ def test_wgan_gp_single_output_baseline():
 def test_unknown_mode_is_named():
     with pytest.raises(ValueError, match="'gan3' is not one of perturb, stylegan2"):
         make_objective({"mode": "gan3"})
+
+
+def test_perturbgan_monitors_reveal_layout_collapse():
+    from layered_gan.training.objectives import PerturbGAN
+
+    same = torch.zeros(4, 1, 8, 8)
+    same[:, :, 2:5, 2:5] = 1
+    m = PerturbGAN.monitors({"mask": same, "fake": torch.randn(4, 3, 8, 8)})
+    assert m["mask/pairwise_iou"] == pytest.approx(1.0) and m["mask/std_over_samples"] == 0
+    apart = torch.zeros(4, 1, 8, 8)
+    for i in range(4):
+        apart[i, :, 2 * i: 2 * i + 2, :2] = 1  # disjoint, all touching the border
+    m = PerturbGAN.monitors({"mask": apart, "fake": torch.randn(4, 3, 8, 8)})
+    assert m["mask/pairwise_iou"] == 0 and m["mask/border_share"] > 1
+    assert m["mask/soft_share"] == 0 and m["mask/mean"] == pytest.approx(4 / 64)
