@@ -35,7 +35,7 @@ def segment(model, images, batch=200):
     return torch.cat([model(images[i:i + batch]) > 0 for i in range(0, len(images), batch)])
 
 
-def test_iou(model, root, device="cpu"):
+def held_out_iou(model, root, device="cpu"):
     """Mean per-image foreground IoU of the reference on the held-out split."""
     images, masks = split_paths(root, "test")
     ds = ImageDataset(images, model.resolution, crop="center", masks=masks)
@@ -82,7 +82,7 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
             if step == steps:
                 break
     bar.close()
-    iou = test_iou(model, root, device)
+    iou = held_out_iou(model, root, device)
     save_checkpoint({"model": model.state_dict(), "test_iou": iou}, path)
     return model, iou
 

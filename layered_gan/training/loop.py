@@ -15,19 +15,27 @@ import time
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
 from ..images import save_image_grid
 from .ema import ema_beta, update_ema
-from .objectives import fade_real, make_objective
+from .objectives import make_objective
 from .schedule import phase_at
 
 
 def build_models(cfg):
     """(G, D) of a config, freshly initialized."""
     return make_objective(cfg).build()
+
+
+def fade_real(real, alpha):
+    """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version."""
+    if alpha >= 1:
+        return real
+    return F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest").lerp(real, alpha)
 
 
 def average_gradients(module, world_size):

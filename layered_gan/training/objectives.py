@@ -14,7 +14,6 @@ The training loop (`training/loop.py`) is shared.
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..losses import (d_logistic_loss, drift_penalty, g_nonsaturating_loss, gradient_penalty, mask_binarization,
                       mask_max_coverage_hinge, mask_size_hinge, r1_penalty, wgan_d_loss, wgan_g_loss)
@@ -38,7 +37,8 @@ def _mixing(G, batch, mixing_prob, device, rng):
     """(z, z2, inject_index): with probability mixing_prob a second latent takes over at a random layer."""
     z = torch.randn(batch, G.z_dim, generator=rng).to(device)
     if torch.rand([], generator=rng) < mixing_prob:
-        return z, torch.randn(batch, G.z_dim, generator=rng).to(device), int(torch.randint(1, G.n_latent, [], generator=rng))
+        z2 = torch.randn(batch, G.z_dim, generator=rng).to(device)
+        return z, z2, int(torch.randint(1, G.n_latent, [], generator=rng))
     return z, None, None
 
 
@@ -210,9 +210,3 @@ def make_objective(cfg):
         raise ValueError(f"config mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
     return OBJECTIVES[cfg["mode"]](cfg)
 
-
-def fade_real(real, alpha):
-    """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version."""
-    if alpha >= 1:
-        return real
-    return F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest").lerp(real, alpha)
