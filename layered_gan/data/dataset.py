@@ -135,7 +135,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
 
 
-def dataset_from_config(data, resolution, with_masks=False):
+def dataset_from_config(data, resolution):
     """An ImageDataset from a config's `data` section.
 
     data["source"]: a path, a list of paths (concatenated), or "synthetic"
@@ -143,18 +143,14 @@ def dataset_from_config(data, resolution, with_masks=False):
     seed; data["split"] picks train or test). Other keys: crop, org_to_crop,
     hflip, max_images.
     """
-    masks = None
     source = data["source"]
     if source == "synthetic":
         syn = data.get("synthetic", {})
         root = build_synthetic(resolution=syn.get("resolution", 64), count=syn.get("count", 20000),
                                test_count=syn.get("test_count", 2000), seed=syn.get("seed", 0))
-        source, mask_path = split_paths(root, data.get("split", "train"))
-        masks = mask_path if with_masks else None
-    elif with_masks:
-        raise ValueError("masks are only known for the synthetic dataset; give data.masks paths for others")
+        source = split_paths(root, data.get("split", "train"))[0]
     return ImageDataset(source, resolution, crop=data.get("crop", "random"), org_to_crop=data.get("org_to_crop", 1.125),
-                        hflip=data.get("hflip", False), max_images=data.get("max_images"), masks=masks)
+                        hflip=data.get("hflip", False), max_images=data.get("max_images"))
 
 
 class ResumableSampler(torch.utils.data.Sampler):
