@@ -107,10 +107,13 @@ def test_loss_weights_and_lazy_r1(tmp_path):
     assert extras["mask"].shape == (4, 1, 16, 16)
 
 
-def test_resolution_must_match_the_checkpoint(tmp_path):
+def test_checkpoint_option_errors(tmp_path):
     cfg = l4f_cfg(tmp_path)
     cfg["model"]["resolution"] = 32
     with pytest.raises(ValueError, match=r"model.resolution is 32 but the generator in model.ckpt .* draws 16 px"):
+        Labels4Free(cfg).build()
+    cfg["model"]["ckpt"] = str(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="model.ckpt: .*missing.pt does not exist"):
         Labels4Free(cfg).build()
 
 

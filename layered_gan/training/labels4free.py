@@ -16,6 +16,8 @@ mbstd_group); section `labels4free`: truncation, zero ("const" / "conv"), zero_c
 all), alpha_start_resolution, alpha_width.
 """
 
+import os
+
 import torch
 
 from ..losses import (d_logistic_loss, g_nonsaturating_loss, mask_binarization, mask_max_coverage_hinge, mask_size_hinge,
@@ -33,6 +35,9 @@ class Labels4Free:
     def build(self):
         """(Labels4FreeGenerator around the frozen G of model.ckpt, a fresh Discriminator)."""
         m = self.cfg["model"]
+        if not os.path.exists(m["ckpt"]):
+            raise FileNotFoundError(f"model.ckpt: {m['ckpt']} does not exist; give a StyleGAN2 checkpoint with "
+                                    "--set model.ckpt=PATH (l4f_demo: first run train.py --cfg stylegan2_demo)")
         G = load_stylegan2(m["ckpt"], formulation=m.get("formulation", "fast"))
         if G.synthesis.resolution != m["resolution"]:
             raise ValueError(f"model.resolution is {m['resolution']} but the generator in model.ckpt "
