@@ -18,5 +18,5 @@ setup(
         "tensorboard",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "opencv-python-headless"], "grabcut": ["opencv-python-headless"]},
 )

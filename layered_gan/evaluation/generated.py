@@ -19,29 +19,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
-from ..networks.unet import UNet
 from ..paths import cache_dir
 from ..render import composite
+from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
+from ..segmenter.training import fit, repeat
+from .evaluate import evaluate
 from .metrics import iou_per_image
+from .sources import FileSource, SegmenterMasks
 
 
-@torch.no_grad()
-def segment(model, images, batch=200):
-    """Boolean masks from the reference (images in [-1, 1])."""
-    model.eval()
-    return torch.cat([model(images[i:i + batch]) > 0 for i in range(0, len(images), batch)])
-
-
-def held_out_iou(model, root, device="cpu"):
+def held_out_iou(model, root, progress=False):
     """Mean per-image foreground IoU of the reference on the held-out split."""
-    images, masks = split_paths(root, "test")
-    ds = ImageDataset(images, model.resolution, crop="center", masks=masks)
-    x, y = (torch.stack(t) for t in zip(*[ds[i] for i in range(len(ds))]))
-    pred = segment(model, x.to(device)).cpu()
-    return float(iou_per_image(pred[:, 0].numpy(), y[:, 0].numpy() > 0.5)[0].mean())
+    images, masks = (FileSource(p) for p in split_paths(root, "test"))
+    return evaluate(SegmenterMasks(images, model), masks, progress=progress)["summary"]["per_image"]["fg_iou"]
 
 
 def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True):
@@ -53,37 +45,18 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
     root = build_synthetic(**synthetic, progress=progress)
     res = synthetic["resolution"]
     path = cache_dir("reference", f"{os.path.basename(root)}-unet{width}-{steps}steps-seed{seed}.pt")
-    model = UNet(width=width).to(device)
-    model.resolution = res
     if os.path.isfile(path):
-        state = load_checkpoint(path, device)
-        model.load_state_dict(state["model"])
-        return model, state["test_iou"]
+        model, meta = load_segmenter(path, device)
+        return model, meta["test_iou"]
     torch.manual_seed(seed)
+    model = build_segmenter(res, width).to(device)
     images, masks = split_paths(root, "train")
     ds = ImageDataset(images, res, crop="center", hflip=True, masks=masks)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(steps * 2 / 3)], gamma=0.2)
-    bar = tqdm(total=steps, desc="reference U-Net", disable=not progress)
-    step = 0
-    while step < steps:
-        for x, y in loader:
-            model.train()
-            loss = F.binary_cross_entropy_with_logits(model(x.to(device)), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update()
-            bar.set_postfix_str(f"bce={loss.item():.3f}")
-            if step == steps:
-                break
-    bar.close()
-    iou = held_out_iou(model, root, device)
-    save_checkpoint({"model": model.state_dict(), "test_iou": iou}, path)
+    fit(model, repeat(loader), steps, lr, device=device, progress=progress, desc="reference U-Net")
+    iou = held_out_iou(model, root)
+    save_segmenter(model, path, test_iou=iou)
     return model, iou
 
 
@@ -99,7 +72,7 @@ def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, de
         size = reference.resolution
         if x.shape[-1] != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        ref = segment(reference, x)[:, 0].cpu().numpy()
+        ref = predict(reference, x)[:, 0].numpy() > 0.5
         mask = F.interpolate(layers.mask, size=size, mode="nearest")[:, 0].cpu().numpy()
         found = ref.reshape(n, -1).mean(1) >= min_area
         skipped += int((~found).sum())

@@ -1,0 +1,186 @@
+"""Distillation: a U-Net segmenter for real images, trained on generated (image, mask) pairs.
+
+Voynov et al. (sec. 4), Melas-Kyriazi et al. (appendix) and Labels4Free
+(Table 4) turn generated pairs into a fast segmenter: filtered pairs, a U-Net
+with per-pixel BCE, Adam 1e-3, lr x 0.2 after 8 000 of 12 000 steps, batch 95.
+Pairs are generated online (never the same pair twice) or read from an LMDB
+exported by `python -m layered_gan.segmenter.pairs`. Validation: held-out
+generated pairs (tuning without labels) and, when ground truth exists (a run on
+the synthetic dataset: its held-out split; or --real-images/--real-masks), real
+images, predicted as `segment` does. Several seeds give mean +- std.
+
+    python -m layered_gan.distill --ckpt runs/demo --out runs/demo/distill --seeds 0-2
+    python -m layered_gan.segmenter.segment --model runs/demo/distill/seed0 --images PHOTOS --out masks/
+"""
+
+import json
+import os
+
+import click
+import numpy as np
+import torch
+
+from .data.dataset import ImageDataset
+from .data.synthetic import build_synthetic, split_paths
+from .evaluation.evaluate import evaluate, listing, report
+from .evaluation.files import write_json
+from .evaluation.metrics import METRICS, Scores
+from .evaluation.sources import FileSource, SegmenterMasks
+from .generate import parse_seeds
+from .segmenter.filters import default_filters
+from .segmenter.model import build_segmenter, predict, save_segmenter
+from .segmenter.pairs import PairStream, filter_options, fixed_pairs, generator_source
+from .segmenter.training import fit, repeat
+
+VAL_SEED = 1_000_003  # the held-out pair stream; training streams use the run seeds
+
+
+def score_pairs(model, pairs):
+    """Scores summary of the model on generated pairs (their masks binarized at 0.5)."""
+    scores = Scores()
+    scores.update(predict(model, pairs.image)[:, 0], pairs.mask[:, 0] > 0.5)
+    return scores.summary()
+
+
+def real_sources(cfg, real_images, real_masks):
+    """(images, masks) sources with ground truth: given paths, or the synthetic held-out split; else None."""
+    if real_images or real_masks:
+        if not (real_images and real_masks):
+            raise click.UsageError("--real-images and --real-masks go together")
+    elif cfg["data"]["source"] == "synthetic":
+        real_images, real_masks = split_paths(build_synthetic(**cfg["data"]["synthetic"]), "test")
+    else:
+        return None
+    images, masks = FileSource(real_images), FileSource(real_masks)
+    unpaired = sorted(set(images.names) ^ set(masks.names))
+    if unpaired:
+        raise click.UsageError(f"{len(unpaired)} names are in only one of {real_images} and {real_masks}: "
+                               f"{listing(unpaired)}")
+    return images, masks
+
+
+class Subset:
+    """The first `count` names of a source."""
+
+    def __init__(self, source, count):
+        self.source, self.names = source, source.names[:count]
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
+def distill(batches, resolution, val_pairs, real, seed, steps=12000, lr=1e-3, milestones=None, gamma=0.2, width=32,
+            depth=3, every=1000, real_check=200, device="cpu", progress=True):
+    """Train one segmenter from `batches` (image, mask); returns (model, figures).
+
+    val_pairs: held-out generated Pairs; real: (images, masks) sources or None.
+    """
+    torch.manual_seed(seed)
+    model = build_segmenter(resolution, width, depth).to(device)
+
+    def validate(model):
+        figures = {"val_pairs_fg_iou": score_pairs(model, val_pairs)["per_image"]["fg_iou"]}
+        if real is not None:
+            check = evaluate(SegmenterMasks(Subset(real[0], real_check), model), Subset(real[1], real_check),
+                             progress=False)
+            figures[f"real_fg_iou_first{real_check}"] = check["summary"]["per_image"]["fg_iou"]
+        return figures
+
+    history = fit(model, batches, steps, lr, milestones, gamma, device, validate, every, progress,
+                  desc=f"distill seed {seed}")
+    figures = {"seed": seed, "history": history, "generated_val": score_pairs(model, val_pairs)}
+    if real is not None:
+        figures["real"] = evaluate(SegmenterMasks(real[0], model), real[1], progress=progress)
+    return model, figures
+
+
+def mean_std(summaries):
+    """{aggregation: {metric: [mean, std]}} over runs (std with ddof=1; 0 for one run)."""
+    out = {}
+    for agg in ("per_image", "all_pixels"):
+        out[agg] = {}
+        for metric in summaries[0][agg]:
+            values = np.array([s[agg][metric] for s in summaries])
+            out[agg][metric] = [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0]
+    return out
+
+
+def format_mean_std(name, stats):
+    lines = [f"{name}: mean +- std over seeds", f"{'metric':12s} {'per image':>17s} {'all pixels':>17s}"]
+    for metric in METRICS + ("max_fbeta",):
+        (m1, s1), (m2, s2) = stats["per_image"][metric], stats["all_pixels"][metric]
+        lines.append(f"{metric:12s} {m1:8.4f} +- {s1:.4f} {m2:8.4f} +- {s2:.4f}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator (the mask source).")
+@click.option("--out", required=True, help="Folder: seed{S}/segmenter.pt, seed{S}/real/, summary.json.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0-2: one segmenter each, mean +- std.")
+@click.option("--steps", default=12000, show_default=True)
+@click.option("--batch", default=95, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--decay-at", "decay_at", multiple=True, type=int, help="Steps where lr x gamma (default 2/3 of steps).")
+@click.option("--gamma", default=0.2, show_default=True)
+@click.option("--width", default=32, show_default=True, help="U-Net base width.")
+@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings.")
+@click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs.")
+@click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
+@click.option("--every", default=1000, show_default=True, help="Validate every N steps.")
+@click.option("--real-images", default=None, help="Real images with ground truth (default: the synthetic held-out "
+                                                  "split when the run trained on synthetic data).")
+@click.option("--real-masks", default=None, help="Their ground-truth masks (same names).")
+@click.option("--real-check", default=200, show_default=True, help="Real images scored at each validation.")
+@filter_options
+@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+def main(ckpt, out, seeds, steps, batch, lr, decay_at, gamma, width, depth, pairs_dir, val_pairs, every,
+         real_images, real_masks, real_check, max_coverage, min_coverage, histogram, component_ratio, threshold,
+         truncation, device):
+    """Train U-Net segmenters on a layered generator's pairs and score them."""
+    seeds = parse_seeds(seeds)
+    source, cfg = generator_source(ckpt, threshold, truncation, device)
+    filters = dict(max_coverage=max_coverage, min_coverage=min_coverage, histogram=histogram,
+                   component_ratio=component_ratio)
+    val_filters = default_filters(**filters)
+    val = fixed_pairs(source, val_filters, val_pairs, VAL_SEED)
+    resolution = val.image.shape[-1]
+    real = real_sources(cfg, real_images, real_masks)
+    settings = dict(ckpt=ckpt, steps=steps, batch=batch, lr=lr, decay_at=list(decay_at), gamma=gamma, width=width,
+                    depth=depth, pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
+    runs = {}
+    for seed in seeds:
+        if pairs_dir:
+            ds = ImageDataset(os.path.join(pairs_dir, "images"), resolution, crop="center", hflip=True,
+                              masks=os.path.join(pairs_dir, "masks"))
+            loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
+                                                 generator=torch.Generator().manual_seed(seed))
+            batches, train_filters = repeat(loader), None
+        else:
+            train_filters = default_filters(**filters)
+            batches = PairStream(source, train_filters, batch, seed)
+        model, figures = distill(batches, resolution, val, real, seed, steps, lr, list(decay_at) or None, gamma,
+                                 width, depth, every, real_check, device)
+        figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
+        run_dir = os.path.join(out, f"seed{seed}")
+        save_segmenter(model, os.path.join(run_dir, "segmenter.pt"), seed=seed, **settings,
+                       generated_val=figures["generated_val"],
+                       real=figures["real"]["summary"] if real is not None else None)
+        if real is not None:
+            report(figures["real"], os.path.join(run_dir, "real"), SegmenterMasks(real[0], model), real[1], real[0],
+                   echo=click.echo)
+        write_json(os.path.join(run_dir, "figures.json"), {k: v for k, v in figures.items() if k != "real"})
+        runs[seed] = {"generated_val": figures["generated_val"], "filters": figures["filters"],
+                      "real": figures["real"]["summary"] if real is not None else None}
+    summary = {"settings": settings, "seeds": seeds, "validation_pairs": val_filters.report(), "runs": runs,
+               "generated_val": mean_std([r["generated_val"] for r in runs.values()])}
+    click.echo(format_mean_std("held-out generated pairs", summary["generated_val"]))
+    if real is not None:
+        summary["real"] = mean_std([r["real"] for r in runs.values()])
+        click.echo(format_mean_std(f"real held-out images ({runs[seeds[0]]['real']['images']})", summary["real"]))
+    write_json(os.path.join(out, "summary.json"), summary)
+    click.echo(f"filters on the last run's pairs: {json.dumps(runs[seeds[-1]]['filters'])}")
+    click.echo(f"wrote {os.path.join(out, 'summary.json')}")
+
+
+if __name__ == "__main__":
+    main()

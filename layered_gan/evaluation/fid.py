@@ -1,0 +1,161 @@
+"""FID and KID between generated composites and real images (PerturbGAN Table 3, Labels4Free Table 5).
+
+FID (Heusel et al. 2017): the Frechet distance between Gaussians fitted to
+Inception pool features, |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+KID (Binkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial
+kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets.
+
+Features come from the standard Inception network in its TorchScript export
+(`inception-2015-12-05.pt`, the file StyleGAN2-ADA's metrics download:
+https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt),
+called as net(uint8-range images, return_features=True) -> [N, 2048]. It
+cannot be downloaded here: pass its path (--inception or $LAYERED_GAN_INCEPTION).
+
+    python -m layered_gan.evaluation.fid --ckpt runs/demo --num 10000 --inception inception-2015-12-05.pt
+"""
+
+import os
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+from tqdm import tqdm
+
+from ..data.dataset import ImageDataset, dataset_from_config
+from ..render import composite
+from .files import write_json
+
+ENV = "LAYERED_GAN_INCEPTION"
+HOW_TO_GET = (f"FID/KID need the Inception weights as TorchScript: download inception-2015-12-05.pt from "
+              "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt "
+              f"on a machine with internet access, copy it here and pass --inception PATH or set ${ENV}")
+
+
+def feature_statistics(features):
+    """(mean [D], covariance [D, D]) of features [N, D], covariance with ddof=1."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"need features of shape [N >= 2, D], got {features.shape}")
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2)); a singular product is regularized with eps * I."""
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"statistics differ in shape: {mu1.shape} / {mu2.shape}, {sigma1.shape} / {sigma2.shape}")
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(len(sigma1)) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real  # tiny imaginary parts come from numerical error
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def kernel_inception_distance(f1, f2, subsets=100, subset_size=1000, seed=0):
+    """Mean unbiased MMD^2 over `subsets` random subsets of min(subset_size, N1, N2) features from each set."""
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    m = min(subset_size, len(f1), len(f2))
+    if m < 2:
+        raise ValueError("KID needs at least 2 features per set")
+    d = f1.shape[1]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        x = f1[rng.choice(len(f1), m, replace=False)]
+        y = f2[rng.choice(len(f2), m, replace=False)]
+        kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        values.append(within - 2 * kxy.mean())
+    return float(np.mean(values))
+
+
+def load_inception(path=None, device="cpu"):
+    """The TorchScript Inception from `path` or $LAYERED_GAN_INCEPTION, as a features function."""
+    path = path or os.environ.get(ENV)
+    if not path:
+        raise FileNotFoundError(HOW_TO_GET)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Inception weights {path} do not exist. {HOW_TO_GET}")
+    try:
+        net = torch.jit.load(path, map_location=device).eval()
+    except RuntimeError as exc:
+        raise ValueError(f"{path} is not a TorchScript module ({str(exc).splitlines()[0]}); a state dict such as "
+                         f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth does not work here. {HOW_TO_GET}") from None
+
+    def features(images):
+        """images [N, 3, H, W] in [-1, 1] -> [N, 2048]; the network resizes to 299 itself."""
+        x = ((images.to(device).float() + 1) * 127.5).clamp(0, 255)
+        return net(x, return_features=True)
+
+    return features
+
+
+@torch.no_grad()
+def collect_features(features, batches, num, progress=True, desc="features"):
+    """Features [num, D] (numpy) from an iterator of image batches in [-1, 1]."""
+    out, count = [], 0
+    with tqdm(total=num, desc=desc, unit="img", disable=not progress) as bar:
+        for images in batches:
+            images = images[:num - count]
+            out.append(features(images).double().cpu().numpy())
+            count += len(images)
+            bar.update(len(images))
+            if count >= num:
+                break
+    if count < num:
+        raise ValueError(f"only {count} images were available for {desc}; asked for {num}")
+    return np.concatenate(out)
+
+
+def fid_kid(feats1, feats2, kid_subsets=100, kid_subset_size=1000):
+    """{'fid', 'kid'} between two feature sets."""
+    return {"fid": frechet_distance(*feature_statistics(feats1), *feature_statistics(feats2)),
+            "kid": kernel_inception_distance(feats1, feats2, kid_subsets, kid_subset_size)}
+
+
+def composite_batches(G, batch, seed, device, truncation=1.0):
+    """Endless unshifted composites of a layered generator, in [-1, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        layers = G(torch.randn(batch, G.z_dim, generator=gen).to(device), truncation=truncation,
+                   noise=G.make_noise(batch, device, gen))
+        yield composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
+
+
+@click.command()
+@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator.")
+@click.option("--real", default=None, help="Real images (folder or LMDB); default: the run's training data.")
+@click.option("--num", default=10000, show_default=True, help="Images of each kind (the papers use 10 000).")
+@click.option("--inception", default=None, help=f"inception-2015-12-05.pt (TorchScript); default ${ENV}.")
+@click.option("--batch", default=100, show_default=True)
+@click.option("--out", default=None, help="JSON file for the figures.")
+@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+def main(ckpt, real, num, inception, batch, out, device):
+    """FID and KID between a layered generator's composites and real images."""
+    from ..generate import load_generator
+
+    try:
+        features = load_inception(inception, device)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    G, cfg = load_generator(ckpt, device)
+    res = cfg["model"]["resolution"]
+    data = ImageDataset(real, res, crop="center") if real else \
+        dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, res)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    real_feats = collect_features(features, iter(loader), num, desc="real images")
+    fake_feats = collect_features(features, composite_batches(G, batch, 0, device), num, desc="composites")
+    figures = {"num": num, "real": real or "the run's training data", "ckpt": ckpt, **fid_kid(real_feats, fake_feats)}
+    click.echo(f"FID {figures['fid']:.3f}  KID {figures['kid']:.5f}  ({num} images each)")
+    if out:
+        write_json(out, figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Segmenters trained on masks: the supervised reference and distillation from generated pairs."""

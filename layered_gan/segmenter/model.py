@@ -1,0 +1,72 @@
+"""The segmenter: a U-Net with its training resolution, saved and loaded as a weights-only checkpoint.
+
+Inference follows Voynov et al. (sec. 4): the image's shorter side is rescaled
+to the training resolution, the U-Net predicts on the whole (aspect-preserved)
+image, and the probability map is resized back to the original size.
+"""
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data.dataset import to_tensor
+from ..networks.unet import UNet
+
+FILENAME = "segmenter.pt"
+
+
+def build_segmenter(resolution, width=16, depth=3):
+    """A fresh U-Net that remembers its resolution and settings (saved with it)."""
+    model = UNet(width=width, depth=depth)
+    model.resolution, model.settings = int(resolution), {"width": width, "depth": depth}
+    return model
+
+
+def save_segmenter(model, path, **meta):
+    """Weights, resolution, U-Net settings and any extra figures (numbers, strings, containers)."""
+    save_checkpoint({"model": model.state_dict(), "resolution": model.resolution, "unet": model.settings,
+                     "meta": meta}, path)
+
+
+def load_segmenter(path, device="cpu"):
+    """(model in eval mode, meta) from a file or a folder holding segmenter.pt."""
+    path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
+    state = load_checkpoint(path, device)
+    if not {"model", "resolution", "unet"} <= set(state):
+        raise ValueError(f"{path} is not a segmenter checkpoint (needs model, resolution and unet entries; "
+                         f"found {sorted(state)})")
+    model = build_segmenter(state["resolution"], **state["unet"]).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state.get("meta", {})
+
+
+@torch.no_grad()
+def predict(model, images, batch=64):
+    """Foreground probabilities [B, 1, H, W] at the input size for images [B, 3, H, W] in [-1, 1].
+
+    The shorter side goes to model.resolution (antialiased), the U-Net runs on
+    the whole image, and its sigmoid output is resized back (bilinear).
+    """
+    model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else images.device
+    h, w = images.shape[-2:]
+    scale = model.resolution / min(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = []
+    for start in range(0, len(images), batch):
+        x = images[start:start + batch].to(device, torch.float32)
+        if size != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+        prob = torch.sigmoid(model(x))
+        if size != (h, w):
+            prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
+        out.append(prob.cpu())
+    return torch.cat(out)
+
+
+def predict_image(model, image):
+    """Foreground probability [H, W] (numpy float32) for one PIL image of any size."""
+    return predict(model, to_tensor(image.convert("RGB"))[None])[0, 0].numpy()

@@ -1,0 +1,179 @@
+"""Generated (image, mask) pairs for distillation: sources, the online stream, and LMDB export.
+
+A pair source draws `Pairs` from a random generator. Any mask method fits the
+interface: the layered generator here (PerturbGAN: image = composite, mask =
+m), and later Labels4Free (composite, alpha) or latent directions (G(z),
+[G(z + h) brighter than G(z)]), whose `contrast` is the shifted image G(z + h)
+that Voynov et al.'s histogram filter examines. For a layered generator the
+mask is what the layer model "reads off", so `contrast` is the soft mask: a
+confident mask is mostly 0 and 1, a hesitant one peaks in between.
+
+    python -m layered_gan.segmenter.pairs --ckpt runs/demo --num 100000 --out pairs/demo   # export to LMDB
+"""
+
+import io
+import json
+import os
+import shutil
+from typing import NamedTuple
+
+import click
+import lmdb
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..images import to_uint8
+from ..render import composite
+from .filters import default_filters
+
+
+class Pairs(NamedTuple):
+    image: torch.Tensor  # [N, 3, H, W] in [-1, 1]
+    mask: torch.Tensor  # [N, 1, H, W] in [0, 1] (binary when thresholded)
+    contrast: torch.Tensor  # [N, C, H, W] in [0, 1]: what the histogram filter examines
+
+
+class PairSource:
+    """Interface: `sample(n, generator)` -> Pairs, all randomness drawn from `generator` (a CPU torch.Generator)."""
+
+    def sample(self, n, generator):
+        raise NotImplementedError
+
+
+class LayeredGeneratorPairs(PairSource):
+    """Unshifted composites of a layered generator with its mask, binarized at `threshold` unless None."""
+
+    def __init__(self, G, truncation=1.0, threshold=0.5, device="cpu"):
+        self.G, self.truncation, self.threshold, self.device = G, truncation, threshold, device
+
+    @torch.no_grad()
+    def sample(self, n, generator):
+        z = torch.randn(n, self.G.z_dim, generator=generator).to(self.device)
+        layers = self.G(z, truncation=self.truncation, noise=self.G.make_noise(n, self.device, generator))
+        image = composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
+        mask = layers.mask if self.threshold is None else (layers.mask > self.threshold).float()
+        return Pairs(image, mask, layers.mask)
+
+
+class PairStream:
+    """Endless filtered batches from one random stream: every pair comes from fresh latents and noise.
+
+    The stream is a pure function of the seed; it is never rewound, so no pair repeats.
+    """
+
+    def __init__(self, source, filters, batch, seed=0, draw=None):
+        self.source, self.filters, self.batch = source, filters, batch
+        self.draw = draw or batch  # pairs sampled per call to the source
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer = None
+
+    def _fill(self):
+        tries = 0
+        while self.buffer is None or len(self.buffer.image) < self.batch:
+            kept = self.filters(self.source.sample(self.draw, self.generator))
+            tries = tries + 1 if len(kept.image) == 0 else 0
+            if tries >= 50:
+                raise RuntimeError(f"the filters rejected all of the last {50 * self.draw} generated pairs "
+                                   f"({self.filters.report()}); loosen them or check the generator")
+            self.buffer = kept if self.buffer is None else Pairs(*(torch.cat(t) for t in zip(self.buffer, kept)))
+
+    def next_pairs(self):
+        self._fill()
+        out = Pairs(*(t[:self.batch] for t in self.buffer))
+        self.buffer = Pairs(*(t[self.batch:] for t in self.buffer))
+        return out
+
+    def __iter__(self):
+        while True:
+            pairs = self.next_pairs()
+            yield pairs.image, pairs.mask
+
+
+def fixed_pairs(source, filters, num, seed, batch=256):
+    """`num` filtered pairs from a stream of its own (held-out validation pairs), on the CPU."""
+    stream = PairStream(source, filters, min(batch, num), seed)
+    chunks = [stream.next_pairs() for _ in range(-(-num // stream.batch))]
+    return Pairs(*(torch.cat(t)[:num].cpu() for t in zip(*chunks)))
+
+
+def export_pairs(stream, num, root, progress=True):
+    """Write `num` pairs as ROOT/images and ROOT/masks LMDBs (PNG values, keys 00000000...), the layout of the
+    synthetic dataset, readable by ImageDataset(images, masks=masks). Written to ROOT.partial, then renamed."""
+    if os.path.exists(root):
+        raise FileExistsError(f"{root} exists; choose a new folder for the exported pairs")
+    partial = root.rstrip("/") + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    envs = {}
+    for part in ("images", "masks"):
+        os.makedirs(os.path.join(partial, part))
+        envs[part] = lmdb.open(os.path.join(partial, part), map_size=1 << 40)
+    bar, written = tqdm(total=num, desc="exporting pairs", unit="pair", disable=not progress), 0
+    while written < num:
+        pairs = stream.next_pairs()
+        images = to_uint8(pairs.image)
+        masks = (pairs.mask[:, 0].cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        with envs["images"].begin(write=True) as ti, envs["masks"].begin(write=True) as tm:
+            for img, mask in zip(images[:num - written], masks):
+                key = f"{written:08d}".encode()
+                for txn, arr in ((ti, img), (tm, mask)):
+                    buf = io.BytesIO()
+                    Image.fromarray(arr).save(buf, format="PNG")
+                    txn.put(key, buf.getvalue())
+                written += 1
+                bar.update()
+    bar.close()
+    for env in envs.values():
+        env.close()
+    with open(os.path.join(partial, "manifest.json"), "w") as fh:
+        json.dump({"pairs": num, "filters": stream.filters.report()}, fh, indent=2)
+    os.replace(partial, root)
+    return root
+
+
+def filter_options(fn):
+    """The filter settings shared by the export and distill commands."""
+    options = [
+        click.option("--max-coverage", default=0.5, show_default=True, help="Drop masks covering more."),
+        click.option("--min-coverage", default=0.01, show_default=True, help="Drop masks covering less."),
+        click.option("--histogram/--no-histogram", default=True, show_default=True,
+                     help="Low-contrast histogram test (on the soft mask for a layered generator)."),
+        click.option("--component-ratio", default=0.2, show_default=True,
+                     help="Remove 4-connected components smaller than this x the largest."),
+        click.option("--threshold", default=0.5, show_default=True,
+                     help="Binarize generated masks at this value (negative: keep them soft)."),
+        click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def generator_source(ckpt, threshold, truncation, device):
+    """(LayeredGeneratorPairs, run config) from a run folder or checkpoint."""
+    from ..generate import load_generator
+
+    G, cfg = load_generator(ckpt, device)
+    return LayeredGeneratorPairs(G, truncation, threshold if threshold >= 0 else None, device), cfg
+
+
+@click.command()
+@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator.")
+@click.option("--num", required=True, type=int, help="Pairs to export.")
+@click.option("--out", required=True, help="New folder for the LMDBs.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=256, show_default=True, help="Pairs generated per step.")
+@filter_options
+@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
+def main(ckpt, num, out, seed, batch, max_coverage, min_coverage, histogram, component_ratio, threshold, truncation,
+         device):
+    """Export filtered generated pairs to an LMDB for distillation (`distill --pairs`)."""
+    source, _ = generator_source(ckpt, threshold, truncation, device)
+    filters = default_filters(max_coverage, min_coverage, histogram, component_ratio)
+    export_pairs(PairStream(source, filters, batch, seed), num, out)
+    click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")
+
+
+if __name__ == "__main__":
+    main()
