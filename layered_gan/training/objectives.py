@@ -21,6 +21,7 @@ from ..networks import Discriminator, Generator, channel_widths
 from ..networks.layered import LayeredGenerator
 from ..perturbations import contrast_jitter, random_shift
 from ..render import composite
+from .labels4free import Labels4Free
 
 
 def _widths(m):
@@ -85,7 +86,8 @@ class PerturbGAN:
         adv = wgan_g_loss(D(fake, alpha=phase.alpha))
         size = mask_size_hinge(layers.mask, self.lcfg["eta"])
         binar = mask_binarization(layers.mask)
-        loss = adv + self.lcfg["size_weight"] * size + self.lcfg["binarization_weight"] * binar
+        binar_weight = self.lcfg["binarization_weight"] if phase.resolution >= self.lcfg["binarize_from"] else 0
+        loss = adv + self.lcfg["size_weight"] * size + binar_weight * binar
         stats = {"loss/g_wgan": adv, "loss/mask_size": size, "loss/binarization": binar}
         if self.lcfg.get("max_coverage_weight", 0):
             cover = mask_max_coverage_hinge(layers.mask, self.lcfg["max_coverage"])
@@ -202,7 +204,7 @@ class StyleGAN2:
         self.pl_mean = state["pl_mean"]
 
 
-OBJECTIVES = {"perturb": PerturbGAN, "stylegan2": StyleGAN2}
+OBJECTIVES = {"perturb": PerturbGAN, "stylegan2": StyleGAN2, "labels4free": Labels4Free}
 
 
 def make_objective(cfg):
