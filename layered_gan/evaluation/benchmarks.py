@@ -98,7 +98,10 @@ def _stems(folder):
 
 
 def folder_pair_items(root, dataset):
-    image_dir, mask_dir = (_need(os.path.join(root, d), f"{dataset}'s {d}/ folder") for d in FOLDER_PAIRS[dataset])
+    image_dir, mask_dir = (os.path.join(root, d) for d in FOLDER_PAIRS[dataset])
+    absent = [d for d in (image_dir, mask_dir) if not os.path.isdir(d)]
+    if absent:
+        raise FileNotFoundError(f"{dataset} expects {image_dir}/ and {mask_dir}/; missing: {', '.join(absent)}")
     images, masks = _stems(image_dir), _stems(mask_dir)
     unpaired = sorted(set(images) ^ set(masks))
     if unpaired:
@@ -141,7 +144,7 @@ def load_item(item, size=SIZE):
                          f"{mask.size[0]}x{mask.size[1]}")
     if item.blue_background:
         rgb = np.asarray(mask, np.int16)
-        fg = ~((rgb[..., 0] < 40) & (rgb[..., 1] < 40) & (rgb[..., 2] > 200))
+        fg = ~((rgb[..., 0] < 60) & (rgb[..., 1] < 60) & (rgb[..., 2] > 150))  # JPEG smears the pure blue
         mask = Image.fromarray(fg.astype(np.uint8) * 255)
     gray = np.asarray(centre_crop(mask.convert("L"), size, Image.BILINEAR), np.float32)
     return centre_crop(image, size), gray > 127.5

@@ -19,7 +19,6 @@ import os
 import click
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import linalg
 from tqdm import tqdm
 
@@ -28,7 +27,7 @@ from ..render import composite
 from .files import write_json
 
 ENV = "LAYERED_GAN_INCEPTION"
-HOW_TO_GET = (f"FID/KID need the Inception weights as TorchScript: download inception-2015-12-05.pt from "
+HOW_TO_GET = ("FID/KID need the Inception weights as TorchScript: download inception-2015-12-05.pt from "
               "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt "
               f"on a machine with internet access, copy it here and pass --inception PATH or set ${ENV}")
 
@@ -68,7 +67,7 @@ def kernel_inception_distance(f1, f2, subsets=100, subset_size=1000, seed=0):
     for _ in range(subsets):
         x = f1[rng.choice(len(f1), m, replace=False)]
         y = f2[rng.choice(len(f2), m, replace=False)]
-        kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        kxx, kyy, kxy = (t * t * t for t in (a @ b.T / d + 1 for a, b in ((x, x), (y, y), (x, y))))
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values.append(within - 2 * kxy.mean())
     return float(np.mean(values))
@@ -85,7 +84,8 @@ def load_inception(path=None, device="cpu"):
         net = torch.jit.load(path, map_location=device).eval()
     except RuntimeError as exc:
         raise ValueError(f"{path} is not a TorchScript module ({str(exc).splitlines()[0]}); a state dict such as "
-                         f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth does not work here. {HOW_TO_GET}") from None
+                         "pytorch-fid's pt_inception-2015-12-05-6726825d.pth does not work here. "
+                         f"{HOW_TO_GET}") from None
 
     def features(images):
         """images [N, 3, H, W] in [-1, 1] -> [N, 2048]; the network resizes to 299 itself."""

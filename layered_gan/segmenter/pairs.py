@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import click
 import lmdb
-import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm

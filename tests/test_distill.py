@@ -1,0 +1,253 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from layered_gan.checkpoint import save_checkpoint
+from layered_gan.data.dataset import ImageDataset
+from layered_gan.evaluation.metrics import iou_per_image
+from layered_gan.networks.layered import LayeredGenerator
+from layered_gan.segmenter.filters import (Components, FilterChain, HistogramContrast, MaxCoverage, MinCoverage,
+                                           default_filters, interior_peak, keep_large_components, smoothed_histogram)
+from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
+from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
+                                         fixed_pairs)
+from layered_gan.segmenter.training import fit, repeat
+
+
+def pairs_from_masks(masks, contrast=None):
+    masks = torch.as_tensor(np.asarray(masks, np.float32))[:, None]
+    n = len(masks)
+    image = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, *masks.shape[-2:]) / n
+    return Pairs(image, masks, masks if contrast is None else contrast)
+
+
+def coverage_masks(*fractions, size=10):
+    out = np.zeros((len(fractions), size, size))
+    for i, f in enumerate(fractions):
+        out[i].flat[: round(f * size * size)] = 1
+    return out
+
+
+def test_coverage_filters():
+    pairs = pairs_from_masks(coverage_masks(0.6, 0.5, 0.3, 0.005, 0.0))
+    assert MaxCoverage(0.5).keep(pairs).tolist() == [False, True, True, True, True]
+    assert MinCoverage(0.01).keep(pairs).tolist() == [True, True, True, False, False]
+
+
+def test_histogram_smoothing_and_peaks():
+    values = np.array([0.0] * 6 + [1.0] * 6)
+    assert smoothed_histogram(values).tolist() == pytest.approx([3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3])
+    assert not interior_peak(smoothed_histogram(values))  # dark and light only: contrastive
+    assert interior_peak(np.array([5, 1, 0, 3, 0, 0, 0, 0, 0, 0, 1, 5.0]))  # a bump in the middle
+    assert interior_peak(np.array([0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0.0]))  # an interior plateau counts once
+    assert not interior_peak(np.array([4, 4, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0.0]))  # a plateau on the first bin
+    assert not interior_peak(np.ones(12))  # flat: its maximum touches both ends
+    binary = torch.zeros(1, 1, 8, 8)
+    binary[..., :3] = 1
+    grey = torch.full((1, 1, 8, 8), 0.5)
+    pairs = Pairs(torch.zeros(2, 3, 8, 8), torch.cat([binary, binary]), torch.cat([binary, grey]))
+    assert HistogramContrast().keep(pairs).tolist() == [True, False]
+
+
+def test_components_keep_the_large_ones_with_four_connectivity():
+    mask = np.zeros((12, 12), bool)
+    mask[:5, :4] = True  # 20 pixels: the largest
+    mask[8:10, 8:11] = True  # 6 >= 0.2 x 20: kept
+    mask[11, 0:3] = True  # 3 < 4: removed
+    mask[5, 4] = True  # touches the largest only by a corner: its own 1-pixel component, removed
+    cleaned = keep_large_components(mask, 0.2)
+    expected = mask.copy()
+    expected[11, 0:3] = expected[5, 4] = False
+    assert (cleaned == expected).all()
+    soft = torch.from_numpy(mask.astype(np.float32) * 0.9 + 0.05)  # soft mask: low values stay, removed parts go to 0
+    out, edited = Components(0.2).apply(Pairs(torch.zeros(1, 3, 12, 12), soft[None, None], soft[None, None]))
+    assert edited == 1 and out.mask[0, 0, 11, 0] == 0 and out.mask[0, 0, 0, 0] == pytest.approx(0.95)
+    assert out.mask[0, 0, 6, 6] == pytest.approx(0.05)
+
+
+def test_filter_chain_counts_each_filter():
+    masks = coverage_masks(0.7, 0.3, 0.0, 0.3)
+    masks[3, 9, 9] = 1  # a stray pixel apart from the main component
+    chain = default_filters(histogram=False)
+    kept = chain(pairs_from_masks(masks))
+    assert len(kept.image) == 2 and kept.image[:, 0, 0, 0].tolist() == [0.25, 0.75]
+    assert chain.report() == {"generated": 4, "kept": 2, "rejected": {"max_coverage": 1, "near_empty": 1},
+                              "edited": {"components": 1}}
+    assert kept.mask[1, 0, 9, 9] == 0
+
+
+class CountingSource(PairSource):
+    """Pair i has image value i; every third mask covers everything (rejected by the size filter)."""
+
+    def __init__(self):
+        self.next = 0
+
+    def sample(self, n, generator):
+        ids = torch.arange(self.next, self.next + n, dtype=torch.float32)
+        self.next += n
+        masks = torch.zeros(n, 1, 4, 4)
+        masks[:, :, :2] = 1
+        masks[ids % 3 == 0] = 1
+        return Pairs(ids.view(n, 1, 1, 1).expand(n, 3, 4, 4), masks, masks)
+
+
+def test_stream_buffers_kept_pairs_in_order_and_never_repeats():
+    chain = FilterChain([MaxCoverage(0.5)])
+    stream = PairStream(CountingSource(), chain, batch=4, draw=3)
+    seen = [i for _ in range(5) for i in stream.next_pairs().image[:, 0, 0, 0].int().tolist()]
+    assert seen == [i for i in range(31) if i % 3][:20]
+    assert chain.report()["rejected"]["max_coverage"] == chain.report()["generated"] - chain.report()["kept"]
+
+
+def tiny_generator():
+    torch.manual_seed(0)
+    return LayeredGenerator(16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}).eval()
+
+
+def test_online_generator_pairs_are_fresh_and_reproducible():
+    source = LayeredGeneratorPairs(tiny_generator(), threshold=None)
+    batches = [b for _, b in zip(range(3), PairStream(source, FilterChain([]), batch=6, seed=1))]
+    images = torch.cat([x for x, _ in batches]).flatten(1)
+    assert images.shape == (18, 3 * 16 * 16)
+    assert torch.cdist(images, images).add(torch.eye(18)).min() > 1e-3  # no two pairs alike
+    masks = torch.cat([m for _, m in batches])
+    assert ((masks > 0) & (masks < 1)).any()  # soft when no threshold
+    again = next(iter(PairStream(source, FilterChain([]), batch=6, seed=1)))[0]
+    other = next(iter(PairStream(source, FilterChain([]), batch=6, seed=2)))[0]
+    torch.testing.assert_close(again, batches[0][0])
+    assert not torch.allclose(other, batches[0][0])
+    binary = LayeredGeneratorPairs(tiny_generator(), threshold=0.5).sample(4, torch.Generator().manual_seed(0))
+    assert set(binary.mask.unique().tolist()) <= {0.0, 1.0} and ((binary.contrast > 0) & (binary.contrast < 1)).any()
+    held_out = fixed_pairs(source, FilterChain([]), 10, seed=99, batch=4)
+    assert held_out.image.shape == (10, 3, 16, 16)
+
+
+def test_export_pairs_round_trips_through_the_dataset(tmp_path):
+    source = LayeredGeneratorPairs(tiny_generator(), threshold=0.5)
+    root = str(tmp_path / "pairs")
+    export_pairs(PairStream(source, FilterChain([]), batch=4, seed=3), 6, root, progress=False)
+    reference = [b for _, b in zip(range(2), PairStream(source, FilterChain([]), batch=4, seed=3))]
+    ds = ImageDataset(os.path.join(root, "images"), 16, crop="center", masks=os.path.join(root, "masks"))
+    assert len(ds) == 6
+    x, m = ds[5]
+    torch.testing.assert_close(m, reference[1][1][1])
+    assert (x - reference[1][0][1]).abs().max() <= 1 / 127.5 + 1e-6  # 8-bit quantized
+    assert json.load(open(os.path.join(root, "manifest.json")))["pairs"] == 6
+    with pytest.raises(FileExistsError, match="pairs"):
+        export_pairs(PairStream(source, FilterChain([]), batch=4, seed=3), 2, root, progress=False)
+
+
+def disc_set(n=4, size=16):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    images, masks = [], []
+    for _ in range(n):
+        cy, cx, r = rng.uniform(5, 11), rng.uniform(5, 11), rng.uniform(3, 5)
+        m = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        fg, bg = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3)
+        img = np.where(m[None], fg[:, None, None], bg[:, None, None]) + rng.normal(0, 0.05, (3, size, size))
+        images.append(img)
+        masks.append(m[None])
+    return torch.tensor(np.stack(images), dtype=torch.float32), torch.tensor(np.stack(masks), dtype=torch.float32)
+
+
+def test_unet_overfits_a_tiny_set():
+    torch.manual_seed(0)
+    x, y = disc_set()
+    model = build_segmenter(16, width=8, depth=2)
+    history = fit(model, repeat([(x, y)]), 150, lr=3e-3, validate=lambda m: {"done": 1.0}, progress=False)
+    assert history[-1]["step"] == 150 and history[-1]["loss"] < 0.2
+    iou = iou_per_image(predict(model, x)[:, 0].numpy(), y[:, 0].numpy() > 0.5)[0]
+    assert iou.min() > 0.95
+
+
+class BrightOracle(torch.nn.Module):
+    """Logit: positive where the image is bright; remembers the sizes it was run at."""
+
+    resolution = 16
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return x.mean(1, keepdim=True) * 20
+
+
+def test_predict_image_rescales_the_shorter_side_and_maps_back():
+    h, w = 23, 37
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - 11) ** 2 + (xx - 20) ** 2 <= 49
+    image = Image.fromarray(np.where(disc[..., None], 230, 20).astype(np.uint8).repeat(3, 2))
+    oracle = BrightOracle()
+    prob = predict_image(oracle, image)
+    assert prob.shape == (h, w) and oracle.sizes == [(16, round(37 * 16 / 23))]
+    assert iou_per_image(prob[None] > 0.5, disc[None])[0][0] > 0.85
+
+
+def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
+    from layered_gan.evaluation.evaluate import main as evaluate_main
+    from layered_gan.segmenter.segment import main as segment_main
+
+    torch.manual_seed(0)
+    save_segmenter(build_segmenter(16, width=4, depth=2), str(tmp_path / "seg" / "segmenter.pt"), note="random")
+    model, meta = load_segmenter(str(tmp_path / "seg"))
+    assert model.resolution == 16 and meta == {"note": "random"}
+    sizes = {"a": (37, 23), "nested/b": (15, 41), "c": (16, 16)}
+    for name, size in sizes.items():
+        path = tmp_path / "img" / f"{name}.jpg"
+        os.makedirs(path.parent, exist_ok=True)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(segment_main, ["--model", str(tmp_path / "seg"), "--images", str(tmp_path / "img"),
+                                               "--out", str(out), "--soft"])
+    assert result.exit_code == 0, result.output
+    for name, size in sizes.items():
+        assert Image.open(out / "masks" / f"{name}.png").size == size
+        assert Image.open(out / "masks" / f"{name}.png").mode == "L"
+        assert Image.open(out / "overlays" / f"{name}.png").size == size
+    result = CliRunner().invoke(evaluate_main, ["--pred", str(out / "masks"), "--gt", str(out / "masks"),
+                                                "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert json.load(open(tmp_path / "r" / "metrics.json"))["summary"]["per_image"]["fg_iou"] == 1.0
+    save_checkpoint({"weights": torch.zeros(1)}, str(tmp_path / "bad.pt"))
+    result = CliRunner().invoke(segment_main, ["--model", str(tmp_path / "bad.pt"), "--images", str(tmp_path / "img"),
+                                               "--out", str(out)])
+    assert result.exit_code != 0 and "bad.pt is not a segmenter checkpoint" in result.output
+
+
+def test_distill_command_end_to_end(tmp_path, monkeypatch):
+    from layered_gan.config import load_config
+    from layered_gan.distill import main as distill_main
+    from layered_gan.training.loop import build_models
+
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("demo", ['data.synthetic={"resolution": 32, "count": 4, "test_count": 6, "seed": 0}',
+                               'model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
+                               '"channel_max": 8, "variant": "two", "mbstd_group": 4}'])
+    G, _ = build_models(cfg)
+    save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
+    out = tmp_path / "distill"
+    result = CliRunner().invoke(distill_main, [
+        "--ckpt", str(tmp_path / "run"), "--out", str(out), "--seeds", "0-1", "--steps", "4", "--batch", "4",
+        "--val-pairs", "8", "--every", "2", "--real-check", "3", "--width", "4", "--depth", "2",
+        "--no-histogram", "--max-coverage", "1", "--min-coverage", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    summary = json.load(open(out / "summary.json"))
+    assert summary["seeds"] == [0, 1] and set(summary["runs"]) == {"0", "1"}
+    mean, std = summary["real"]["per_image"]["fg_iou"]
+    values = [summary["runs"][s]["real"]["per_image"]["fg_iou"] for s in ("0", "1")]
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+    assert summary["runs"]["0"]["real"]["images"] == 6 and summary["runs"]["0"]["filters"]["generated"] >= 16
+    assert "mean +- std" in result.output
+    figures = json.load(open(out / "seed0" / "figures.json"))
+    assert [h["step"] for h in figures["history"]] == [2, 4] and "real_fg_iou_first3" in figures["history"][0]
+    model, meta = load_segmenter(str(out / "seed1"))
+    assert model.resolution == 16 and meta["seed"] == 1 and meta["real"]["images"] == 6
+    assert (out / "seed0" / "real" / "cases.png").exists()
