@@ -4,10 +4,12 @@
   either the constant input (`zero="const"`, the 512-px car model's choice) or the first conv's
   output (`zero="conv"`, the others').
 - `AlphaNetwork` (A, sec. 3.1, fig. 3): 1x1 convs compress the features of the synthesis layers
-  from `start_resolution` on; coarse-to-fine merge with 2x up-sampling and leaky ReLU; a sigmoid at
-  image resolution. Pixels of one resolution do not interact.
+  (both convs of each block) from `start_resolution` on; coarse-to-fine merge with 2x up-sampling
+  and leaky ReLU; a sigmoid at image resolution. Pixels of one resolution do not interact.
 - `Labels4FreeGenerator`: foreground G(w), mask M = A(features of G(w)) and background G_bg(w') from
-  an independent latent, as `Layers` for the composite of eq. 1: M G(w) + (1 - M) G_bg(w').
+  an independent latent, as `Layers` for the composite of eq. 1: M G(w) + (1 - M) G_bg(w'). Its
+  latent is the pair (z, z') stacked, [B, 2 z_dim], so it is called like the layered generator,
+  `G(z, truncation=psi, noise=G.make_noise(B))`, by every sampler and evaluation.
 """
 
 import torch
@@ -56,7 +58,8 @@ class BackgroundGenerator(nn.Module):
 class AlphaNetwork(nn.Module):
     """A: features of the synthesis layers at start_resolution ... resolution -> mask [B, 1, R, R] in (0, 1).
 
-    channels: {resolution: feature width} of the generator (e.g. its `channel_widths`).
+    channels: {resolution: total width of the features given at that resolution} (the features of one
+    resolution are concatenated: 2 x the block's width for both of its convs).
     """
 
     def __init__(self, channels, resolution, start_resolution, width=32):
@@ -69,11 +72,13 @@ class AlphaNetwork(nn.Module):
         self.to_alpha = nn.Conv2d(width, 1, 1)
 
     def forward(self, features):
-        """features: the generator's layer outputs coarse to fine, 4x4 first (synthesis(..., return_features=True))."""
-        by_res = {f.shape[-1]: f for f in features}
+        """features: the generator's layer outputs coarse to fine (synthesis(..., return_features="all"))."""
+        by_res = {}
+        for f in features:
+            by_res.setdefault(f.shape[-1], []).append(f)
         x = None
         for r, compress in zip(self.resolutions, self.compress):
-            y = compress(by_res[r])
+            y = compress(torch.cat(by_res[r], dim=1))
             x = y if x is None else F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False) + y
             x = F.leaky_relu(x, 0.2)
         return torch.sigmoid(self.to_alpha(x))
@@ -87,10 +92,10 @@ class Labels4FreeGenerator(nn.Module):
         generator.eval().requires_grad_(False)
         self.background = BackgroundGenerator(generator, zero, zero_channels)
         synthesis = generator.synthesis
-        channels = {4: synthesis.const.shape[1], **{2 ** (i + 3): b.conv1.weight.shape[0]
+        channels = {4: synthesis.const.shape[1], **{2 ** (i + 3): 2 * b.conv1.weight.shape[0]
                                                     for i, b in enumerate(synthesis.blocks)}}
         self.alpha = AlphaNetwork(channels, synthesis.resolution, alpha_start_resolution, alpha_width)
-        self.z_dim = generator.z_dim
+        self.z_dim = 2 * generator.z_dim  # (z, z') stacked
 
     @property
     def generator(self):
@@ -100,10 +105,20 @@ class Labels4FreeGenerator(nn.Module):
         """Explicit noise for (foreground, background)."""
         return tuple(self.generator.make_noise(batch, device, generator) for _ in range(2))
 
-    def forward(self, z, z_bg, truncation=1.0, noise=None):
-        """Layers(background G_bg(w'), foreground G(w), mask A(w)); truncation psi on the foreground only."""
+    def foreground(self, ws, noise=None):
+        """(G(w), A(features of G(w))) from W+ [B, n_latent, w_dim]: also the route for projected real images."""
+        image, features = self.generator.synthesis(ws, noise=noise, return_features="all")
+        return image, self.alpha(features)
+
+    def forward(self, z, truncation=1.0, noise=None):
+        """Layers(background G_bg(w'), foreground G(w), mask A(w)) for z = (z, z') stacked [B, 2 z_dim];
+        truncation psi on the foreground only."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be [B, {self.z_dim}]: the foreground and background latents stacked, "
+                             f"got {list(z.shape)}")
         noise_fg, noise_bg = noise if noise is not None else (None, None)
         G = self.generator
-        foreground, features = G.synthesis(G.styles(z, truncation=truncation), noise=noise_fg, return_features=True)
+        z_fg, z_bg = z.chunk(2, dim=1)
+        foreground, mask = self.foreground(G.styles(z_fg, truncation=truncation), noise_fg)
         background = self.background(G.styles(z_bg), noise=noise_bg)
-        return Layers(background, foreground, self.alpha(features))
+        return Layers(background, foreground, mask)

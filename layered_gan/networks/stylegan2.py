@@ -112,8 +112,12 @@ class SynthesisNetwork(nn.Module):
         """Images at `resolution` (default: full); alpha < 1 fades the last block in.
 
         noise: list of tensors (see make_noise) or None for fresh noise.
-        return_features: also return every conv layer's output, coarse to fine.
+        return_features: also return feature maps, coarse to fine: True gives one per resolution (its last
+        conv's output, 4x4 first); "all" gives every conv layer's output (the 4x4 conv, then each block's
+        up-sampling conv and conv), what Labels4Free's alpha network reads.
         """
+        if return_features not in (False, True, "all"):
+            raise ValueError(f"return_features must be False, True or 'all', got {return_features!r}")
         if ws.ndim != 3 or ws.shape[1] != self.n_latent:
             raise ValueError(f"ws must be [B, {self.n_latent}, {self.w_dim}], got {tuple(ws.shape)}")
         num_blocks = check_resolution(resolution or self.resolution) - 2
@@ -126,6 +130,8 @@ class SynthesisNetwork(nn.Module):
         features = [x]
         for i, block in enumerate(self.blocks[:num_blocks]):
             x = block.conv0(x, ws[:, 2 * i + 1], noise[2 * i + 1])
+            if return_features == "all":
+                features.append(x)
             x = block.conv1(x, ws[:, 2 * i + 2], noise[2 * i + 2])
             features += [x]
             rgb = block.to_rgb(x, ws[:, 2 * i + 3])

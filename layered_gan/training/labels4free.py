@@ -28,6 +28,23 @@ from ..networks.port import load_stylegan2
 from ..render import composite
 
 
+def logistic_lazy_r1(D, real, fake, step, r1_gamma, r1_interval, **d_kwargs):
+    """StyleGAN2's D loss (Karras et al. 2020; Labels4Free sec. 3.3): (logistic loss, lazy R1 term, stats).
+
+    The R1 term is gamma / 2 x R1 on the real images, x r1_interval, on steps that are multiples of
+    r1_interval (lazy regularization) and 0 otherwise. d_kwargs go to D (e.g. alpha=).
+    """
+    lazy = r1_gamma > 0 and step % r1_interval == 0
+    real = real.detach().requires_grad_(lazy)
+    real_scores, fake_scores = D(real, **d_kwargs), D(fake, **d_kwargs)
+    adv = d_logistic_loss(real_scores, fake_scores)
+    stats = {"loss/d_logistic": adv, "scores/real": real_scores.mean(), "scores/fake": fake_scores.mean()}
+    if not lazy:
+        return adv, 0.0, stats
+    stats["loss/r1"] = r1_penalty(real, real_scores)
+    return adv, r1_gamma / 2 * stats["loss/r1"] * r1_interval, stats
+
+
 class Labels4Free:
     def __init__(self, cfg):
         self.cfg, self.lcfg, self.acfg = cfg, cfg["loss"], cfg["labels4free"]
@@ -50,8 +67,7 @@ class Labels4Free:
 
     def fake(self, G, batch, rng, device):
         """(composite I of eq. 1, its Layers) for fresh independent latents of foreground and background."""
-        z, z_bg = (torch.randn(batch, G.z_dim, generator=rng).to(device) for _ in range(2))
-        layers = G(z, z_bg, truncation=self.acfg["truncation"])
+        layers = G(torch.randn(batch, G.z_dim, generator=rng).to(device), truncation=self.acfg["truncation"])
         return composite(layers.background, layers.foreground, layers.mask), layers
 
     def regularizers(self, mask):
@@ -66,17 +82,8 @@ class Labels4Free:
     def d_loss(self, G, D, real, phase, rng, step):
         with torch.no_grad():
             fake, _ = self.fake(G, real.shape[0], rng, real.device)
-        interval = self.lcfg["r1_interval"]
-        lazy = self.lcfg["r1_gamma"] > 0 and step % interval == 0
-        real = real.detach().requires_grad_(lazy)
-        real_scores, fake_scores = D(real), D(fake)
-        adv = d_logistic_loss(real_scores, fake_scores)
-        stats = {"loss/d_logistic": adv, "scores/real": real_scores.mean(), "scores/fake": fake_scores.mean()}
-        loss = self.lcfg["d_adv_weight"] * adv
-        if lazy:  # every `interval` steps, weighted by the interval
-            stats["loss/r1"] = r1_penalty(real, real_scores)
-            loss = loss + self.lcfg["r1_gamma"] / 2 * stats["loss/r1"] * interval
-        return loss, stats
+        adv, r1, stats = logistic_lazy_r1(D, real, fake, step, self.lcfg["r1_gamma"], self.lcfg["r1_interval"])
+        return self.lcfg["d_adv_weight"] * adv + r1, stats
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, layers = self.fake(G, batch, rng, device)
@@ -98,8 +105,7 @@ class Labels4Free:
     @torch.no_grad()
     def grids(self, G_ema, z, noise, phase):
         """Rows: foreground G(w), background G_bg(w'), mask, foreground x mask, composite."""
-        z_bg = torch.randn(z.shape, generator=torch.Generator().manual_seed(1)).to(z)
-        layers = G_ema(z, z_bg, truncation=self.acfg["truncation"], noise=noise)
+        layers = G_ema(z, truncation=self.acfg["truncation"], noise=noise)
         return {"foreground": layers.foreground, "background": layers.background,
                 "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1), "foreground_x_mask": layers.foreground * layers.mask,
                 "composite": composite(layers.background, layers.foreground, layers.mask)}
