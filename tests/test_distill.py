@@ -15,7 +15,7 @@ from layered_gan.segmenter.filters import (Components, FilterChain, HistogramCon
                                            default_filters, interior_peak, keep_large_components, smoothed_histogram)
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
-                                         fixed_pairs)
+                                         fixed_pairs, layered_noise)
 from layered_gan.segmenter.training import fit, repeat
 
 
@@ -127,6 +127,15 @@ def test_online_generator_pairs_are_fresh_and_reproducible():
     assert held_out.image.shape == (10, 3, 16, 16)
 
 
+def test_noise_is_drawn_on_the_cpu_then_moved():
+    """A CPU torch.Generator cannot sample on CUDA: the noise is drawn on the CPU and moved (here to 'meta')."""
+    G = tiny_generator()
+    fg, bg = layered_noise(G, 2, "meta", torch.Generator().manual_seed(0))
+    assert len(fg) == len(G.fg.synthesis.make_noise()) and all(t.device.type == "meta" for t in fg + bg)
+    cpu_fg, _ = layered_noise(G, 2, "cpu", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(cpu_fg, G.make_noise(2, "cpu", torch.Generator().manual_seed(0))[0])
+
+
 def test_export_pairs_round_trips_through_the_dataset(tmp_path):
     source = LayeredGeneratorPairs(tiny_generator(), threshold=0.5)
     root = str(tmp_path / "pairs")
@@ -160,8 +169,8 @@ def test_unet_overfits_a_tiny_set():
     torch.manual_seed(0)
     x, y = disc_set()
     model = build_segmenter(16, width=8, depth=2)
-    history = fit(model, repeat([(x, y)]), 150, lr=3e-3, validate=lambda m: {"done": 1.0}, progress=False)
-    assert history[-1]["step"] == 150 and history[-1]["loss"] < 0.2
+    history = fit(model, repeat([(x, y)]), 100, lr=3e-3, validate=lambda m: {"done": 1.0}, progress=False)
+    assert history[-1]["step"] == 100 and history[-1]["loss"] < 0.2
     iou = iou_per_image(predict(model, x)[:, 0].numpy(), y[:, 0].numpy() > 0.5)[0]
     assert iou.min() > 0.95
 
@@ -224,6 +233,7 @@ def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
 
 def test_distill_command_end_to_end(tmp_path, monkeypatch):
     from layered_gan.config import load_config
+    from layered_gan.data.synthetic import build_synthetic
     from layered_gan.distill import main as distill_main
     from layered_gan.training.loop import build_models
 
@@ -231,6 +241,7 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     cfg = load_config("demo", ['data.synthetic={"resolution": 32, "count": 4, "test_count": 6, "seed": 0}',
                                'model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
                                '"channel_max": 8, "variant": "two", "mbstd_group": 4}'])
+    build_synthetic(**cfg["data"]["synthetic"], workers=1, progress=False)  # in-process: no worker start-up
     G, _ = build_models(cfg)
     save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
     out = tmp_path / "distill"

@@ -1,1 +1,2 @@
-"""Evaluation: segmentation metrics and baseline masks."""
+"""Evaluation: segmentation metrics, the evaluate command, baselines, benchmark readers, FID/KID, and the
+reference-segmenter protocol for generated masks."""

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..data.dataset import ImageDataset, dataset_from_config
 from ..render import composite
+from ..segmenter.pairs import layered_noise
 from .files import write_json
 
 ENV = "LAYERED_GAN_INCEPTION"
@@ -123,7 +124,7 @@ def composite_batches(G, batch, seed, device, truncation=1.0):
     gen = torch.Generator().manual_seed(seed)
     while True:
         layers = G(torch.randn(batch, G.z_dim, generator=gen).to(device), truncation=truncation,
-                   noise=G.make_noise(batch, device, gen))
+                   noise=layered_noise(G, batch, device, gen))
         yield composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
 
 

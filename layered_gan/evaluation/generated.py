@@ -24,6 +24,7 @@ from ..data.synthetic import build_synthetic, split_paths
 from ..paths import cache_dir
 from ..render import composite
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
+from ..segmenter.pairs import layered_noise
 from ..segmenter.training import fit, repeat
 from .evaluate import evaluate
 from .metrics import iou_per_image
@@ -67,7 +68,7 @@ def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, de
     ious, full, soft, means, skipped = [], [], [], [], 0
     for start in tqdm(range(0, num, batch), desc="scoring composites", disable=not progress):
         n = min(batch, num - start)
-        layers = G(torch.randn(n, G.z_dim, generator=gen).to(device), noise=G.make_noise(n, device, gen))
+        layers = G(torch.randn(n, G.z_dim, generator=gen).to(device), noise=layered_noise(G, n, device, gen))
         x = composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
         size = reference.resolution
         if x.shape[-1] != size:

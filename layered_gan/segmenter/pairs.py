@@ -41,6 +41,14 @@ class PairSource:
         raise NotImplementedError
 
 
+def layered_noise(G, n, device, generator):
+    """G.make_noise drawn from a CPU torch.Generator (CUDA sampling cannot use one), then moved to `device`."""
+    def move(x):
+        return [move(t) for t in x] if isinstance(x, (list, tuple)) else None if x is None else x.to(device)
+
+    return move(G.make_noise(n, "cpu", generator))
+
+
 class LayeredGeneratorPairs(PairSource):
     """Unshifted composites of a layered generator with its mask, binarized at `threshold` unless None."""
 
@@ -50,7 +58,7 @@ class LayeredGeneratorPairs(PairSource):
     @torch.no_grad()
     def sample(self, n, generator):
         z = torch.randn(n, self.G.z_dim, generator=generator).to(self.device)
-        layers = self.G(z, truncation=self.truncation, noise=self.G.make_noise(n, self.device, generator))
+        layers = self.G(z, truncation=self.truncation, noise=layered_noise(self.G, n, self.device, generator))
         image = composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
         mask = layers.mask if self.threshold is None else (layers.mask > self.threshold).float()
         return Pairs(image, mask, layers.mask)
