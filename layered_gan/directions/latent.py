@@ -1,0 +1,51 @@
+"""A StyleGAN2 generator seen as a map from latent codes (z or W) to images, and the brightness of images."""
+
+import torch
+
+SPACES = ("z", "w")
+BRIGHTNESS = ("gray", "rgb")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grayscale
+
+
+class LatentSpace:
+    """Codes in z (the input of the mapping network) or W (one w for every style slot) -> images.
+
+    A code and its shifted copies are rendered with the same noise inputs, so a latent shift is the
+    only difference between G(z) and G(z + h). Truncation psi applies to w before any shift in W,
+    and to w(z + h) in z.
+    """
+
+    def __init__(self, G, space="w", truncation=1.0, device="cpu"):
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        self.G, self.space, self.truncation, self.device = G.to(device), space, truncation, device
+        self.dim = G.z_dim if space == "z" else G.synthesis.w_dim
+
+    @torch.no_grad()
+    def sample(self, n, generator):
+        """(codes [n, dim], noise inputs), all drawn from `generator` (a CPU torch.Generator)."""
+        z = torch.randn(n, self.G.z_dim, generator=generator).to(self.device)
+        noise = [t.to(self.device) for t in self.G.make_noise(n, "cpu", generator)]
+        if self.space == "z":
+            return z, noise
+        return self.G.styles(z, truncation=self.truncation)[:, 0], noise
+
+    def render(self, codes, noise):
+        """Images [n, 3, H, W], about [-1, 1]; differentiable with respect to codes."""
+        if self.space == "z":
+            return self.G(codes, truncation=self.truncation, noise=noise)
+        return self.G.synthesis(codes[:, None].expand(-1, self.G.n_latent, -1), noise=noise)
+
+
+def to_unit(images):
+    """[-1, 1] -> [0, 1] (clamped): the pixel range both papers' colour operators and masks assume."""
+    return (images.clamp(-1, 1) + 1) / 2
+
+
+def brightness(images, mode="gray"):
+    """[N, 3, H, W] in [0, 1] -> [N, H, W]: BT.601 grayscale ('gray', Voynov 001) or the RGB norm ('rgb', 000)."""
+    if mode == "gray":
+        return torch.einsum("nchw,c->nhw", images, images.new_tensor(LUMA))
+    if mode == "rgb":
+        return images.norm(dim=1)
+    raise ValueError(f"brightness must be one of {BRIGHTNESS}, got {mode!r}")

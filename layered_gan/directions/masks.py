@@ -1,0 +1,92 @@
+"""(image, mask) pairs from latent directions: a pair source for the distillation, PNG and LMDB export.
+
+    mask = [brightness(G(z + lighter)) > brightness(G(z + darker))], a missing shift meaning G(z):
+    Voynov et al. (000 sec. 3.2, 001 sec. 3): lighter = h, darker = none;
+    Melas-Kyriazi et al. (002 eq. 2): lighter = eps v_l, darker = eps v_d; eq. (3): one of them none.
+
+The filters are the distillation's (`segmenter.filters`: coverage, the 12-bin
+histogram test, small components); the histogram test examines `contrast`, the
+image shifted along `lighter` (along `darker` when there is no lighter shift).
+"""
+
+import os
+
+import torch
+from tqdm import tqdm
+
+from ..evaluation.files import save_png, write_json
+from ..images import to_uint8
+from ..networks.port import load_stylegan2
+from ..segmenter.pairs import PairSource, Pairs
+from .candidates import load_directions
+from .latent import LatentSpace, brightness, to_unit
+
+
+class DirectionPairs(PairSource):
+    """Pairs (G(z), direction mask, shifted image) from a LatentSpace and one or two shifts [dim] (None: no shift)."""
+
+    def __init__(self, space, lighter=None, darker=None, mode="gray"):
+        if lighter is None and darker is None:
+            raise ValueError("a direction mask needs a lighter or a darker shift (or both)")
+        self.space, self.mode = space, mode
+        self.lighter, self.darker = (None if s is None else s.to(space.device) for s in (lighter, darker))
+
+    @torch.no_grad()
+    def sample(self, n, generator):
+        codes, noise = self.space.sample(n, generator)
+        image = self.space.render(codes, noise)
+        light, dark = (image if s is None else self.space.render(codes + s, noise) for s in (self.lighter, self.darker))
+        light, dark = to_unit(light), to_unit(dark)
+        mask = (brightness(light, self.mode) > brightness(dark, self.mode)).float()[:, None]
+        return Pairs(image.clamp(-1, 1), mask, light if self.lighter is not None else dark)
+
+
+def _row(state, which, value):
+    """The shift row a --lighter/--darker value names: None (from the file), 'none', or an index."""
+    if value is None:
+        index = state[which]
+    elif value == "none":
+        return None
+    else:
+        try:
+            index = int(value)
+        except ValueError:
+            raise ValueError(f"--{which} takes a row of the directions file or 'none', got {value!r}") from None
+    if index is not None and not 0 <= index < len(state["shifts"]):
+        raise ValueError(f"--{which} {index}: the directions file has rows 0-{len(state['shifts']) - 1} "
+                         f"({', '.join(state['names'])})")
+    return None if index is None else state["shifts"][index]
+
+
+def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, device="cpu"):
+    """DirectionPairs from a directions file (its generator, space and truncation; ckpt overrides the generator).
+
+    lighter, darker: rows of the file's shifts, 'none' for G(z), or None for the file's choice;
+    mode: the brightness of the mask (None: the file's).
+    """
+    state = load_directions(path)
+    light, dark = _row(state, "lighter", lighter), _row(state, "darker", darker)
+    G = load_stylegan2(ckpt or state["ckpt"])
+    space = LatentSpace(G, state["space"], state["truncation"], device)
+    if state["shifts"].shape[1] != space.dim:
+        raise ValueError(f"{path} holds {state['shifts'].shape[1]}-d shifts; this generator's {state['space']} "
+                         f"space has {space.dim} dimensions")
+    return DirectionPairs(space, light, dark, mode or state["brightness"])
+
+
+def export_png(stream, num, root, progress=True):
+    """Write `num` pairs as ROOT/images/{i:08d}.png and ROOT/masks/{i:08d}.png, plus ROOT/manifest.json."""
+    if os.path.exists(root):
+        raise FileExistsError(f"{root} exists; choose a new folder for the pairs")
+    written = 0
+    with tqdm(total=num, desc="writing pairs", unit="pair", disable=not progress) as bar:
+        while written < num:
+            pairs = stream.next_pairs()
+            masks = (pairs.mask[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
+            for image, mask in zip(to_uint8(pairs.image)[:num - written], masks):
+                save_png(image, os.path.join(root, "images", f"{written:08d}.png"))
+                save_png(mask, os.path.join(root, "masks", f"{written:08d}.png"))
+                written += 1
+                bar.update()
+    write_json(os.path.join(root, "manifest.json"), {"pairs": num, "filters": stream.filters.report()})
+    return root

@@ -1,0 +1,268 @@
+"""Latent segmenting directions: Melas-Kyriazi's terms and sign, Voynov's operator fit and ranking, masks, the CLI."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from layered_gan.directions.candidates import load_directions, random_directions, sefa, with_signs
+from layered_gan.directions.cli import cli
+from layered_gan.directions.latent import brightness
+from layered_gan.directions.masks import DirectionPairs
+from layered_gan.directions.melas import find_direction, radial_prior, sobel
+from layered_gan.directions.voynov import (apply_operators, fit_operators, rank_000, rank_001, restoration_errors,
+                                           score_candidates)
+from layered_gan.evaluation.sources import FileSource
+from layered_gan.networks import Generator
+from layered_gan.networks.port import save_port
+from layered_gan.segmenter.filters import default_filters
+from layered_gan.segmenter.pairs import Pairs
+
+SIZE = 16
+
+
+class ToySpace:
+    """Codes [n, dim] -> images: a texture driven by codes[:, 1:] plus codes[:, 0] x a planted pattern.
+
+    Moving along e_0 changes only the planted pattern (the segmenting direction); other directions
+    change the texture, pixel and channel independently.
+    """
+
+    def __init__(self, pattern, dim=8, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.pattern, self.dim, self.device = pattern, dim, "cpu"
+        self.texture = 0.15 * torch.randn(dim - 1, 3 * SIZE * SIZE, generator=generator)
+
+    def sample(self, n, generator):
+        return torch.randn(n, self.dim, generator=generator), None
+
+    def render(self, codes, noise):
+        texture = 0.5 * torch.tanh(codes[:, 1:] @ self.texture).reshape(-1, 3, SIZE, SIZE)
+        return texture + 0.4 * torch.tanh(codes[:, 0, None, None, None] / 2) * self.pattern
+
+
+class LinearSpace:
+    """G(z) = 0 (mid gray) for every sample; shifting along e_k adds patterns[k]."""
+
+    def __init__(self, patterns):
+        self.patterns, self.dim, self.device = patterns, len(patterns), "cpu"
+
+    def sample(self, n, generator):
+        return torch.zeros(n, self.dim), None
+
+    def render(self, codes, noise):
+        return torch.einsum("nk,khw->nhw", codes, self.patterns)[:, None].repeat(1, 3, 1, 1)
+
+
+def square(lo=4, hi=12):
+    region = torch.zeros(SIZE, SIZE)
+    region[lo:hi, lo:hi] = 1
+    return region
+
+
+# Melas-Kyriazi et al.
+
+def test_sobel_matches_hand_values():
+    x = torch.zeros(1, 3, 3, 3)
+    x[0, 0, 0, 0] = 1  # g[0, 0] = g^T[0, 0] = 1: 1^2 + 1^2
+    x[0, 1, 1, 2] = 2  # g[1, 2] = -2, g^T[1, 2] = 0: (2 x -2)^2
+    assert sobel(x).tolist() == [[[18.0]]]
+    step = torch.zeros(1, 3, 4, 4)
+    step[0, 0, :, 2:] = 1  # a vertical edge: (1 + 2 + 1)^2 at every valid position, nothing vertical
+    assert sobel(step).tolist() == [[[16.0, 16.0], [16.0, 16.0]]]
+
+
+def test_radial_prior_matches_hand_values():
+    r3 = radial_prior(3, 3)  # alpha = sqrt(8) / 4
+    torch.testing.assert_close(r3, torch.tensor([[-1.0, 1 - math.sqrt(2), -1.0], [1 - math.sqrt(2), 1.0, 1 - math.sqrt(2)],
+                                                 [-1.0, 1 - math.sqrt(2), -1.0]]))
+    r4 = radial_prior(4, 4)  # corners at 2 alpha; the inner pixels at sqrt(0.5) / (sqrt(18) / 4) = 2 / 3
+    torch.testing.assert_close(r4[[0, 0, 3, 3], [0, 3, 0, 3]], torch.full((4,), -1.0))
+    torch.testing.assert_close(r4[1:3, 1:3], torch.full((2, 2), 1 / 3))
+
+
+def test_positive_lambda_lights_the_centre_and_negative_darkens_it():
+    bump = radial_prior(SIZE, SIZE).clamp(min=-0.5)  # a smooth bright centre: few edges change
+    space = ToySpace(bump)
+    generator = torch.Generator().manual_seed(5)
+    codes, _ = space.sample(16, generator)
+    centre, corners = (slice(6, 10), slice(6, 10)), (slice(0, 3), slice(0, 3))
+    for lam in (5.0, -5.0):
+        v, _ = find_direction(space, lam, eps=2.0, steps=150, batch=8, seed=1, progress=False)
+        assert v.norm().item() == pytest.approx(1, abs=1e-5)
+        change = (space.render(codes + 2.0 * v, None) - space.render(codes, None)).mean((0, 1))
+        assert math.copysign(1, lam) * v[0] > 0.9  # along the planted bump, lighter for lambda > 0
+        assert math.copysign(1, lam) * (change[centre].mean() - change[corners].mean()) > 0.2
+
+
+# Voynov et al.
+
+def test_fit_recovers_two_known_operators():
+    A_true = torch.tensor([[[0.5, 0.1, 0.0], [0.0, 0.6, 0.1], [0.1, 0.0, 0.5]],
+                           [[0.7, 0.0, -0.1], [0.0, 0.6, 0.0], [-0.1, 0.1, 0.7]]])
+    b_true = torch.tensor([[0.45, 0.4, 0.35], [-0.1, -0.05, -0.15]])
+    region = square().bool()
+
+    def pairs(n, generator):
+        x = torch.rand(n, 3, SIZE, SIZE, generator=generator)
+        shifted = apply_operators(A_true, b_true, x)
+        return x, torch.where(region, shifted[0], shifted[1])
+
+    A, b = fit_operators(pairs, steps=600, lr=0.01, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(A, A_true, atol=0.02, rtol=0)
+    torch.testing.assert_close(b, b_true, atol=0.02, rtol=0)
+    x, shifted = pairs(4, torch.Generator().manual_seed(1))
+    errors = restoration_errors(A, b, x, shifted)
+    assert errors.min(0).values.mean() < 1e-4
+    assert torch.equal(errors[0] < errors[1], region.expand(4, -1, -1))  # eq. (5) labels the lightened region
+
+
+def test_both_rules_pick_the_planted_direction_among_random_ones():
+    space = ToySpace(2 * square() - 1)  # e_0 lights the square, darkens the rest
+    directions = torch.cat([torch.eye(space.dim)[:1], random_directions(space.dim, 5, seed=1)])
+    shifts, names = with_signs(directions, ["planted"] + [f"random{i}" for i in range(5)])
+    scores = score_candidates(space, 5 * shifts, steps=100, lr=0.01, eval_batch=8, progress=False)
+    for rule in (rank_000, rank_001):
+        ranked = rule(scores)
+        assert names[ranked[0]] in ("planted+", "planted-"), (rule.__name__, [names[i] for i in ranked])
+    planted = scores[names.index("planted+")]
+    assert planted["coverage"] == 0.25 and planted["share"] == 0.25  # the mask is the square, exactly
+
+
+def test_rules_on_given_scores():
+    def s(loss, distance, share=0.5):
+        return {"loss": loss, "distance": distance, "share": share}
+
+    scores = [s(0.1, 0.2), s(0.2, 0.9), s(0.3, 0.5), s(0.9, 5.0), s(0.15, 3.0, share=0.995)]
+    # 000: the best ceil(0.7 x 5) = 4 losses (not 3), by distance; the one-class candidate counts
+    assert rank_000(scores) == [4, 1, 2, 0]
+    # 001: drop 4 (one class); top ceil(0.2 x 4) = 1 by distance: 3
+    assert rank_001(scores) == [3]
+    many = [s(1 - i / 100, i) for i in range(60)]  # distance grows, loss falls with i
+    assert rank_001(many) == list(range(59, 49, -1))  # top 12 by distance, the 10 lowest losses
+    assert rank_001([s(0.1, 1.0, share=0.0)]) == []
+
+
+def test_sefa_finds_the_dominant_style_direction():
+    G = Generator(8, z_dim=6, w_dim=6, n_mlp=1, channels={4: 4, 8: 4})
+    dominant = torch.tensor([1.0, 2.0, 0.0, -1.0, 0.5, 0.0])
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("affine.weight"):  # every style row close to +-dominant
+                p.copy_(torch.outer(torch.randn(p.shape[0]).sign(), dominant) + 0.01 * torch.randn(p.shape))
+    directions = sefa(G, 3)
+    torch.testing.assert_close(directions @ directions.T, torch.eye(3), atol=1e-5, rtol=0)
+    assert abs(float(directions[0] @ dominant / dominant.norm())) > 0.999
+
+
+# Masks and the distillation's filters
+
+def test_masks_and_filters_on_constructed_cases():
+    light = -torch.ones(4, SIZE, SIZE)
+    light[0, :12] = 1  # 75 % lighter: too large
+    light[1, 2:8, 2:8] = 1  # a 6 x 6 object and a stray pixel
+    light[1, 13, 13] = 1
+    light[2] = 0.1 * (2 * square(2, 8) - 1)  # a 6 x 6 object, barely lighter: mid-gray histogram
+    light[3] = 0.3  # brighter everywhere: the darker shift's image
+    space = LinearSpace(light)
+    eye = torch.eye(4)
+    masks = {k: DirectionPairs(space, eye[k]).sample(1, None) for k in range(3)}
+    assert masks[0].mask.mean() == 0.75 and masks[2].mask.sum() == 36 and masks[1].mask.sum() == 37
+    torch.testing.assert_close(masks[1].contrast, (light[1] + 1).clamp(0, 2).expand(1, 3, -1, -1) / 2)
+    chain = default_filters()
+    kept = chain(Pairs(*(torch.cat(t) for t in zip(*masks.values()))))
+    assert chain.report()["rejected"] == {"max_coverage": 1, "near_empty": 0, "histogram": 1}
+    assert chain.report()["edited"]["components"] == 1
+    assert len(kept.mask) == 1 and kept.mask.sum() == 36 and kept.mask[0, 0, 13, 13] == 0
+    two = DirectionPairs(space, lighter=eye[1], darker=eye[3]).sample(1, None)  # lighter than the darker shift's
+    assert two.mask.sum() == 37
+    assert torch.equal(DirectionPairs(space, darker=eye[3]).sample(1, None).mask, torch.zeros(1, 1, SIZE, SIZE))
+
+
+def test_brightness_modes():
+    before, after = torch.full((1, 3, 1, 1), 0.5), torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    assert brightness(after, "gray") < brightness(before, "gray")  # 0.299 < 0.5
+    assert brightness(after, "rgb") > brightness(before, "rgb")  # 1 > 0.866
+
+
+# The command line
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    torch.manual_seed(0)
+    G = Generator(SIZE, z_dim=16, w_dim=16, n_mlp=2, channels={4: 16, 8: 16, 16: 8})
+    G.w_avg.copy_(G.mean_w(256))
+    path = str(tmp_path_factory.mktemp("generator") / "port.pt")
+    save_port(path, G)
+    return path
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def test_find_and_masks_end_to_end(tiny_generator, tmp_path):
+    out = tmp_path / "voynov"
+    result = run("find", "--ckpt", tiny_generator, "--method", "voynov", "--out", out, "--num", 2, "--steps", 3,
+                 "--eval-batch", 2, "--strip-samples", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "segmenting direction" in result.output and "sefa0+" in result.output and "sefa1-" in result.output
+    state = load_directions(str(out / "directions.pt"))
+    assert state["names"] == ["sefa0+", "sefa0-", "sefa1+", "sefa1-"] and state["space"] == "w"
+    torch.testing.assert_close(state["shifts"].norm(dim=1), torch.full((4,), 5.0))
+    torch.testing.assert_close(state["shifts"][0], -state["shifts"][1])
+    assert state["table"][state["lighter"]]["rank"] == 1 and state["darker"] is None
+    strip = Image.open(out / "strips" / "000_sefa0+.png")
+    assert strip.size == (3 * SIZE, 2 * SIZE)  # [G(z - h), G(z), G(z + h)] x 2 samples
+
+    pairs = tmp_path / "pairs"
+    result = run("masks", "--direction", out / "directions.pt", "--out", pairs, "--num", 5, "--format", "png",
+                 "--max-coverage", 1, "--min-coverage", 0, "--no-histogram", "--batch", 3, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    images, masks = FileSource(str(pairs / "images")), FileSource(str(pairs / "masks"))
+    assert images.names == masks.names == [f"{i:08d}" for i in range(5)]
+    assert set(np.unique(masks.mask(masks.names[0]))) <= {0.0, 1.0}
+    assert np.asarray(images.image(images.names[0])).shape == (SIZE, SIZE, 3)
+
+    result = run("masks", "--direction", out / "directions.pt", "--out", tmp_path / "lmdb", "--num", 3,
+                 "--max-coverage", 1, "--min-coverage", 0, "--no-histogram", "--lighter", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert len(FileSource(str(tmp_path / "lmdb" / "masks")).names) == 3
+
+    melas = tmp_path / "melas"
+    result = run("find", "--ckpt", tiny_generator, "--method", "melas", "--out", melas, "--steps", 2, "--batch", 2,
+                 "--eval-batch", 2, "--strip-samples", 1, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    state = load_directions(str(melas / "directions.pt"))
+    assert state["names"] == ["v_l", "v_d"] and (state["lighter"], state["darker"]) == (0, 1)
+    torch.testing.assert_close(state["shifts"].norm(dim=1), torch.full((2,), 0.2))
+
+
+def test_bad_inputs_are_clear_errors(tiny_generator, tmp_path):
+    result = run("find", "--ckpt", tmp_path / "missing.pt", "--method", "melas", "--out", tmp_path / "o")
+    assert result.exit_code != 0 and "missing.pt does not exist" in result.output
+    result = run("find", "--ckpt", tiny_generator, "--method", "voynov", "--space", "z", "--out", tmp_path / "o",
+                 "--device", "cpu")
+    assert result.exit_code != 0 and "sefa directions live in W" in result.output
+    result = run("find", "--ckpt", tiny_generator, "--method", "voynov", "--candidates", "sefaa", "--out",
+                 tmp_path / "o", "--device", "cpu")
+    assert result.exit_code != 0 and "neither one of sefa, pca, random nor an existing file" in result.output
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones((3, 7), np.float32))
+    result = run("find", "--ckpt", tiny_generator, "--method", "voynov", "--candidates", wrong, "--out",
+                 tmp_path / "o", "--device", "cpu")
+    assert result.exit_code != 0 and "must be [K, 16]" in result.output
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.ones(3, 16), plain)  # a candidates array, not find's output
+    result = run("masks", "--direction", plain, "--out", tmp_path / "p", "--num", 1)
+    assert result.exit_code != 0 and "not a directions file" in result.output
+    result = run("find", "--ckpt", tiny_generator, "--method", "melas", "--out", tmp_path / "m", "--steps", 1,
+                 "--batch", 1, "--eval-batch", 1, "--strip-samples", 1, "--device", "cpu")
+    result = run("masks", "--direction", tmp_path / "m" / "directions.pt", "--out", tmp_path / "p", "--num", 1,
+                 "--lighter", 5)
+    assert result.exit_code != 0 and "--lighter 5: the directions file has rows 0-1 (v_l, v_d)" in result.output
