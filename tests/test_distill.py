@@ -79,6 +79,8 @@ def test_filter_chain_counts_each_filter():
     assert chain.report() == {"generated": 4, "kept": 2, "rejected": {"max_coverage": 1, "near_empty": 1},
                               "edited": {"components": 1}}
     assert kept.mask[1, 0, 9, 9] == 0
+    assert len(chain(pairs_from_masks(coverage_masks(0.9, 0.8))).image) == 0  # nothing left: later filters skip
+    assert chain.report()["rejected"]["max_coverage"] == 3
 
 
 class CountingSource(PairSource):
@@ -102,6 +104,8 @@ def test_stream_buffers_kept_pairs_in_order_and_never_repeats():
     seen = [i for _ in range(5) for i in stream.next_pairs().image[:, 0, 0, 0].int().tolist()]
     assert seen == [i for i in range(31) if i % 3][:20]
     assert chain.report()["rejected"]["max_coverage"] == chain.report()["generated"] - chain.report()["kept"]
+    with pytest.raises(RuntimeError, match="rejected all of the last 150 generated pairs.*max_coverage"):
+        PairStream(CountingSource(), FilterChain([MaxCoverage(0.0)]), batch=4, draw=3).next_pairs()
 
 
 def tiny_generator():
@@ -262,3 +266,12 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     model, meta = load_segmenter(str(out / "seed1"))
     assert model.resolution == 16 and meta["seed"] == 1 and meta["real"]["images"] == 6
     assert (out / "seed0" / "real" / "cases.png").exists()
+    # from exported pairs instead of online ones
+    pairs = str(tmp_path / "pairs")
+    export_pairs(PairStream(LayeredGeneratorPairs(G.eval()), FilterChain([]), 4, seed=5), 8, pairs, progress=False)
+    result = CliRunner().invoke(distill_main, [
+        "--ckpt", str(tmp_path / "run"), "--out", str(tmp_path / "from_lmdb"), "--pairs", pairs, "--steps", "2",
+        "--batch", "4", "--val-pairs", "4", "--width", "4", "--depth", "2", "--device", "cpu",
+        "--no-histogram", "--max-coverage", "1", "--min-coverage", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.load(open(tmp_path / "from_lmdb" / "summary.json"))["runs"]["0"]["filters"] == "pairs read from " + pairs

@@ -110,6 +110,8 @@ class FilterChain:
     def __call__(self, pairs):
         self.seen += len(pairs.image)
         for f in self.filters:
+            if len(pairs.image) == 0:
+                break
             if getattr(f, "edits", False):
                 pairs, edited = f.apply(pairs)
                 self.counts[f.name] += edited
