@@ -28,7 +28,7 @@ from .projection import project as project_images
 from .projection import zero_noise
 from .render import composite
 from .segmenter.filters import FilterChain
-from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs
+from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs, layered_noise
 
 SAMPLE_PARTS = ("images", "foregrounds", "backgrounds", "alphas", "masks")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -66,7 +66,7 @@ def write_samples(G, num, out, threshold=0.9, truncation=1.0, seed=0, batch=64, 
     gen = torch.Generator().manual_seed(seed)
     for start in tqdm(range(0, num, batch), desc="sampling", unit="batch", disable=not progress):
         z = torch.randn(batch, G.z_dim, generator=gen).to(device)
-        layers = G(z, truncation=truncation, noise=G.make_noise(batch, device, gen))
+        layers = G(z, truncation=truncation, noise=layered_noise(G, batch, device, gen))
         layers = type(layers)(*(t[:num - start] for t in layers))
         parts = {"images": composite(layers.background, layers.foreground, layers.mask),
                  "foregrounds": layers.foreground, "backgrounds": layers.background,
@@ -205,7 +205,7 @@ def bg_gradients(ckpt, out, num, box, crops, truncation, channel_fraction, seed,
     G = analysis_generator(ckpt, device)
     gen = torch.Generator().manual_seed(seed)
     ws = G.styles(torch.randn(num, G.z_dim, generator=gen).to(device), truncation=truncation)
-    noise = G.make_noise(num, device, gen)
+    noise = layered_noise(G, num, device, gen)
     if crops:
         ds = ImageDataset(crops, G.synthesis.resolution, crop="center", org_to_crop=1.0)
         targets = torch.stack([ds[i % len(ds)] for i in range(num)]).to(device)
