@@ -49,7 +49,13 @@ def load_l4f_run(ckpt, device):
     """(Labels4FreeGenerator of a run's EMA weights, its config)."""
     from .generate import load_generator
 
-    G, cfg = load_generator(ckpt, device)
+    try:
+        G, cfg = load_generator(ckpt, device)
+    except KeyError as exc:
+        raise click.BadParameter(f"{ckpt} is not a training run's checkpoint (it has no {exc}); give a Labels4Free "
+                                 "run folder", param_hint="--ckpt")
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ckpt")
     if cfg.get("mode") != "labels4free":
         raise click.BadParameter(f"{ckpt} is a {cfg.get('mode')!r} run, not a Labels4Free one", param_hint="--ckpt")
     return G, cfg
@@ -167,14 +173,16 @@ def analysis_generator(ckpt, device):
 @click.option("--num", default=64, show_default=True, help="Sampled images.")
 @click.option("--batch", default=16, show_default=True)
 @click.option("--truncation", default=1.0, show_default=True)
+@click.option("--min-drop", default=0.2, show_default=True,
+              help="Suggest the first resolution whose mean SSIM is this much (relative) below the previous one's.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default=DEVICE, show_default=True)
-def trgb_ssim(ckpt, out, num, batch, truncation, seed, device):
+def trgb_ssim(ckpt, out, num, batch, truncation, min_drop, seed, device):
     """tRGB noise sensitivity per resolution by SSIM; suggests the alpha network's start (sec. 3.1)."""
     G = analysis_generator(ckpt, device)
     scores = trgb_noise_sensitivity(G, num, batch, truncation, seed, device)
     means = {r: float(s.mean()) for r, s in scores.items()}
-    start, drops = suggest_start(means)
+    start, drops = suggest_start(means, min_drop)
     click.echo(f"{'layer':>5s} {'res':>5s} {'SSIM mean':>10s} {'std':>7s} {'drop':>7s}")
     for k, r in enumerate(scores, 1):
         drop = f"{drops[r]:7.1%}" if r in drops else f"{'':7s}"

@@ -2,7 +2,7 @@
 
 - tRGB noise sensitivity (sec. 3.1): replace the input of one resolution's tRGB layer with N(0, I)
   noise and compare the image with the clean one by SSIM; resolutions whose perturbation leaves a
-  high SSIM contribute little, and the alpha network starts where the SSIM drops most.
+  high SSIM contribute little, and the alpha network starts where the SSIM first drops markedly.
 - Background gradients (sec. 3.2): the gradient of ||G(w, n) - x||^2, x an up-sampled background
   crop, with respect to every synthesis layer's tensor; per channel, the norm over positions; per
   layer, the sum over channels. The top layer is the one to zero for the background generator
@@ -78,12 +78,14 @@ def trgb_noise_sensitivity(G, num=64, batch=16, truncation=1.0, seed=0, device="
     return {r: torch.cat(v).cpu() for r, v in scores.items()}
 
 
-def suggest_start(mean_ssim):
+def suggest_start(mean_ssim, min_drop=0.2):
     """(suggested alpha start resolution, {resolution: relative SSIM drop from the previous resolution}):
-    the resolution with the largest drop (the paper's faces: the 3rd layer's SSIM about 25 % above the 4th's)."""
+    the first resolution whose drop is at least min_drop (the paper's faces: the 3rd layer's SSIM about 25 %
+    above the 4th's, a 20 % drop), else the one with the largest drop."""
     drops = {r: (mean_ssim[r // 2] - mean_ssim[r]) / max(abs(mean_ssim[r // 2]), 1e-8)
              for r in mean_ssim if r // 2 in mean_ssim}
-    return max(drops, key=drops.get), drops
+    large = [r for r, d in drops.items() if d >= min_drop]
+    return (min(large) if large else max(drops, key=drops.get)), drops
 
 
 def synthesis_layers(synthesis):

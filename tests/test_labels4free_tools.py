@@ -194,6 +194,10 @@ def test_trgb_sensitivity_finds_a_planted_resolution():
     assert scores[8].max() < 0.9
     start, drops = suggest_start({r: float(s.mean()) for r, s in scores.items()})
     assert start == 8 and drops[16] < 0
+    # the first marked drop (20 % by default), not the largest; without one, the largest
+    assert suggest_start({4: 0.9, 8: 0.85, 16: 0.6, 32: 0.2})[0] == 16
+    assert suggest_start({4: 0.9, 8: 0.85, 16: 0.6, 32: 0.2}, min_drop=0.5)[0] == 32
+    assert suggest_start({4: 0.9, 8: 0.85, 16: 0.8})[0] == 16
 
 
 def test_gradient_ranking_finds_a_planted_layer():
@@ -238,7 +242,7 @@ def test_analysis_commands_print_tables_and_save_plots(run, tmp_path):
                                       "--box", "0.5,0,0.5,1"])
     assert result.exit_code != 0 and "--box" in result.output
     result = CliRunner().invoke(l4f, ["sample", "--ckpt", str(run / "g.pt"), "--num", "1", "--out", str(tmp_path)])
-    assert result.exit_code != 0
+    assert result.exit_code != 0 and "--ckpt" in result.output and "not a training run" in result.output
 
 
 def test_bar_chart_draws_bars_to_scale(tmp_path):
