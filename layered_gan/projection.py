@@ -55,21 +55,26 @@ def project(G, target, steps=500, lr=0.05, ws=None, noise=None, D=None, feature_
         if feature_weight:
             with torch.no_grad():
                 target_features = D(target, return_features=True)[1]
-        opt = torch.optim.Adam([ws], lr=lr)
-        losses = []
-        for _ in tqdm(range(steps + 1), desc="projecting", disable=not progress):
+
+        def losses_of(ws):  # [B]
             image = G.synthesis(ws.expand(-1, G.n_latent, -1), noise=noise)
             loss = (image - target).abs().mean((1, 2, 3))
             if feature_weight:
                 features = D(image, return_features=True)[1]
                 loss = loss + feature_weight * sum((features[k] - target_features[k]).abs().mean((1, 2, 3))
                                                    for k in features)
+            return loss
+
+        opt = torch.optim.Adam([ws], lr=lr)
+        losses = []
+        for _ in tqdm(range(steps), desc="projecting", disable=not progress):
+            loss = losses_of(ws)
             losses.append(loss.detach())
-            if len(losses) > steps:
-                break
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
+        with torch.no_grad():
+            losses.append(losses_of(ws))
     finally:
         for p, flag in zip(params, trainable):
             p.requires_grad_(flag)
