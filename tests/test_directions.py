@@ -1,7 +1,7 @@
 """Latent segmenting directions: Melas-Kyriazi's terms and sign, Voynov's operator fit and ranking, masks, the CLI."""
 
+import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -14,13 +14,17 @@ from layered_gan.directions.cli import cli
 from layered_gan.directions.latent import brightness
 from layered_gan.directions.masks import DirectionPairs
 from layered_gan.directions.melas import find_direction, radial_prior, sobel
+from layered_gan.directions.score import score_masks
 from layered_gan.directions.voynov import (apply_operators, fit_operators, rank_000, rank_001, restoration_errors,
                                            score_candidates)
 from layered_gan.evaluation.sources import FileSource
 from layered_gan.networks import Generator
+from layered_gan.checkpoint import save_checkpoint
+from layered_gan.config import load_config
 from layered_gan.networks.port import save_port
 from layered_gan.segmenter.filters import default_filters
 from layered_gan.segmenter.pairs import Pairs
+from layered_gan.training.objectives import make_objective
 
 SIZE = 16
 
@@ -78,8 +82,8 @@ def test_sobel_matches_hand_values():
 
 def test_radial_prior_matches_hand_values():
     r3 = radial_prior(3, 3)  # alpha = sqrt(8) / 4
-    torch.testing.assert_close(r3, torch.tensor([[-1.0, 1 - math.sqrt(2), -1.0], [1 - math.sqrt(2), 1.0, 1 - math.sqrt(2)],
-                                                 [-1.0, 1 - math.sqrt(2), -1.0]]))
+    edge = 1 - math.sqrt(2)
+    torch.testing.assert_close(r3, torch.tensor([[-1.0, edge, -1.0], [edge, 1.0, edge], [-1.0, edge, -1.0]]))
     r4 = radial_prior(4, 4)  # corners at 2 alpha; the inner pixels at sqrt(0.5) / (sqrt(18) / 4) = 2 / 3
     torch.testing.assert_close(r4[[0, 0, 3, 3], [0, 3, 0, 3]], torch.full((4,), -1.0))
     torch.testing.assert_close(r4[1:3, 1:3], torch.full((2, 2), 1 / 3))
@@ -183,6 +187,30 @@ def test_masks_and_filters_on_constructed_cases():
     assert torch.equal(DirectionPairs(space, darker=eye[3]).sample(1, None).mask, torch.zeros(1, 1, SIZE, SIZE))
 
 
+class FixedSegmenter(torch.nn.Module):
+    """A stand-in reference segmenter: the same logits for every image."""
+
+    resolution = SIZE
+
+    def __init__(self, mask):
+        super().__init__()
+        self.logits = torch.nn.Parameter(20 * mask - 10)
+
+    def forward(self, x):
+        return self.logits.expand(len(x), 1, -1, -1)
+
+
+def test_scores_against_the_reference_segmenter():
+    light = -torch.ones(1, SIZE, SIZE)
+    light[0, 2:8, 2:8] = 1  # the direction's mask: a 6 x 6 square at 2
+    source = DirectionPairs(LinearSpace(light), torch.ones(1))
+    figures = score_masks(source, FixedSegmenter(square()), num=5, batch=2, progress=False)  # reference: 8 x 8 at 4
+    assert figures["scored"] == 5 and figures["skipped_no_object"] == 0
+    assert figures["iou"] == pytest.approx(16 / (36 + 64 - 16)) and figures["mask_coverage"] == 36 / SIZE ** 2
+    figures = score_masks(source, FixedSegmenter(torch.zeros(SIZE, SIZE)), num=3, progress=False)
+    assert figures["scored"] == 0 and figures["skipped_no_object"] == 3
+
+
 def test_brightness_modes():
     before, after = torch.full((1, 3, 1, 1), 0.5), torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
     assert brightness(after, "gray") < brightness(before, "gray")  # 0.299 < 0.5
@@ -243,6 +271,24 @@ def test_find_and_masks_end_to_end(tiny_generator, tmp_path):
     torch.testing.assert_close(state["shifts"].norm(dim=1), torch.full((2,), 0.2))
 
 
+def test_score_on_a_synthetic_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("stylegan2_demo", ['data.synthetic={"resolution": 32, "count": 64, "test_count": 8, "seed": 0}',
+                                         "model.resolution=16", "model.z_dim=8", "model.w_dim=8"])
+    G, D = make_objective(cfg).build()
+    save_checkpoint({"config": cfg, "G_ema": G.state_dict(), "D": D.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
+    result = run("find", "--ckpt", tmp_path / "run", "--method", "voynov", "--candidates", "random", "--num", 2,
+                 "--no-signs", "--steps", 2, "--eval-batch", 2, "--strip-samples", 1, "--out", tmp_path / "dirs",
+                 "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    result = run("score", "--direction", tmp_path / "dirs" / "directions.pt", "--rows", "each", "--num", 4,
+                 "--reference-steps", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    figures = json.load(open(tmp_path / "dirs" / "score_each.json"))
+    assert [r["name"] for r in figures["rows"]] == ["random0", "random1"] and figures["rows"][0]["images"] == 4
+    assert figures["best"]["iou"] == max(r["iou"] for r in figures["rows"])
+
+
 def test_bad_inputs_are_clear_errors(tiny_generator, tmp_path):
     result = run("find", "--ckpt", tmp_path / "missing.pt", "--method", "melas", "--out", tmp_path / "o")
     assert result.exit_code != 0 and "missing.pt does not exist" in result.output
@@ -266,3 +312,5 @@ def test_bad_inputs_are_clear_errors(tiny_generator, tmp_path):
     result = run("masks", "--direction", tmp_path / "m" / "directions.pt", "--out", tmp_path / "p", "--num", 1,
                  "--lighter", 5)
     assert result.exit_code != 0 and "--lighter 5: the directions file has rows 0-1 (v_l, v_d)" in result.output
+    result = run("score", "--direction", tmp_path / "m" / "directions.pt", "--device", "cpu")
+    assert result.exit_code != 0 and "is not a run on the synthetic dataset" in result.output

@@ -6,14 +6,17 @@ import os
 import click
 import torch
 
+from ..evaluation.files import write_json
+from ..evaluation.generated import train_reference
 from ..images import save_image_grid
 from ..networks.port import load_stylegan2
 from ..segmenter.filters import default_filters
 from ..segmenter.pairs import PairStream, export_pairs
-from .candidates import SOURCES, candidate_directions, save_directions, with_signs
+from .candidates import SOURCES, candidate_directions, load_directions, save_directions, with_signs
 from .latent import BRIGHTNESS, SPACES, LatentSpace
-from .masks import DirectionPairs, direction_source, export_png
+from .masks import DirectionPairs, direction_source, direction_space, export_png, shift_row
 from .melas import find_direction, loss_terms, radial_prior, sobel
+from .score import score_masks, synthetic_settings
 from .voynov import RULES, score_candidates
 
 DEFAULTS = {"voynov": {"steps": 200, "lr": 0.005, "batch": 4}, "melas": {"steps": 1000, "lr": 0.05, "batch": 16}}
@@ -78,13 +81,14 @@ def find_voynov(space, candidates, num, scale, signs, rule, steps, lr, batch, ev
 
 @torch.no_grad()
 def melas_figures(space, shift, eval_batch, seed):
-    """L_c, L_s and the mask coverage of [G(z + shift) brighter than G(z)] on held-out latents."""
-    codes, noise = space.sample(eval_batch, torch.Generator().manual_seed(seed + 1))
-    base = space.render(codes, noise)
-    shifted = space.render(codes + shift, noise)
-    centre, consistency = loss_terms(shifted, sobel(base), radial_prior(*base.shape[-2:]).to(base))
-    base_centre, _ = loss_terms(base, sobel(base), radial_prior(*base.shape[-2:]).to(base))
+    """L_c, L_s, the gain in centre brightness (L_c(G(z)) - L_c) and the coverage of [G(z + shift) > G(z)], held out."""
     pairs = DirectionPairs(space, shift).sample(eval_batch, torch.Generator().manual_seed(seed + 1))
+    codes, noise = space.sample(eval_batch, torch.Generator().manual_seed(seed + 1))  # the same latents again
+    base = space.render(codes, noise)
+    prior = radial_prior(*base.shape[-2:]).to(base)
+    edges = sobel(base)
+    centre, consistency = loss_terms(space.render(codes + shift, noise), edges, prior)
+    base_centre, _ = loss_terms(base, edges, prior)
     return {"L_c": centre.mean().item(), "centre_gain": (base_centre - centre).mean().item(),
             "L_s": consistency.mean().item(), "coverage": pairs.mask.mean().item()}
 
@@ -130,7 +134,8 @@ def find_melas(space, lam, eps, steps, lr, batch, eval_batch, seed):
 def find(ckpt, method, out, space, truncation, seed, steps, lr, batch, eval_batch, candidates, num, signs, scale, rule,
          pca_samples, mode, lam, eps, strip_samples, device):
     """Search segmenting directions: print the candidates table, save directions.pt and the strips."""
-    settings = {k: v if v is not None else DEFAULTS[method][k] for k, v in dict(steps=steps, lr=lr, batch=batch).items()}
+    given = dict(steps=steps, lr=lr, batch=batch)
+    settings = {k: DEFAULTS[method][k] if v is None else v for k, v in given.items()}
     latent = LatentSpace(_checked(load_stylegan2, ckpt), space, truncation, device)
     if method == "voynov":
         found = _checked(find_voynov, latent, candidates, num, scale, signs, rule, eval_batch=eval_batch,
@@ -142,9 +147,8 @@ def find(ckpt, method, out, space, truncation, seed, steps, lr, batch, eval_batc
     shifts, names, rows, lighter, darker = found
     save_directions(os.path.join(out, "directions.pt"), method, ckpt, latent, shifts, names, rows, lighter, darker,
                     mode, seed=seed, **settings, **extra)
-    with open(os.path.join(out, "candidates.json"), "w") as fh:
-        json.dump([{k: v for k, v in r.items() if k not in ("A", "b")} |
-                   {k: v.tolist() for k, v in r.items() if k in ("A", "b")} for r in rows], fh, indent=2)
+    write_json(os.path.join(out, "candidates.json"),
+               [{k: v.tolist() if torch.is_tensor(v) else v for k, v in r.items()} for r in rows])
     save_strips(latent, shifts, names, out, strip_samples, seed)
     click.echo(f"wrote {os.path.join(out, 'directions.pt')}, candidates.json and {len(names)} strips in "
                f"{os.path.join(out, 'strips')}")
@@ -178,3 +182,43 @@ def masks(direction, out, num, fmt, ckpt, lighter, darker, mode, seed, batch, ma
     write = export_pairs if fmt == "lmdb" else export_png
     _checked(write, PairStream(source, filters, batch, seed), num, out)
     click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")
+
+
+@cli.command()
+@click.option("--direction", required=True, help="directions.pt written by `find`.")
+@click.option("--rows", default="chosen", show_default=True, type=click.Choice(["chosen", "each"]),
+              help="chosen: the file's mask; each: every row alone, [G(z + row) brighter than G(z)], and the best.")
+@click.option("--num", default=2000, show_default=True, type=click.IntRange(1), help="Generated images per mask.")
+@click.option("--reference-steps", default=1200, show_default=True, help="Training steps of the reference U-Net.")
+@click.option("--ckpt", default=None, help="Generator (default: the one the directions were found in).")
+@click.option("--brightness", "mode", default=None, type=click.Choice(BRIGHTNESS),
+              help="Mask brightness (default: the file's).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--out", default=None, help="JSON file (default: score_{rows}.json beside the directions file).")
+@click.option("--device", default=DEVICE, show_default=True)
+def score(direction, rows, num, reference_steps, ckpt, mode, seed, batch, out, device):
+    """Score direction masks against the reference segmenter on generated images (runs on the synthetic dataset)."""
+    state = _checked(load_directions, direction)
+    space = _checked(direction_space, state, ckpt, device)
+    reference, reference_iou = train_reference(_checked(synthetic_settings, ckpt or state["ckpt"]),
+                                               steps=reference_steps, device=device)
+    mode = mode or state["brightness"]
+    if rows == "chosen":
+        light, dark = (state[k] for k in ("lighter", "darker"))
+        name = " vs ".join("G(z)" if i is None else state["names"][i] for i in (light, dark))
+        sources = [("chosen", name, DirectionPairs(space, shift_row(state, "lighter"), shift_row(state, "darker"),
+                                                   mode))]
+    else:
+        sources = [(i, name, DirectionPairs(space, shift, None, mode))
+                   for i, (shift, name) in enumerate(zip(state["shifts"], state["names"]))]
+    results = [{"row": row, "name": name, **score_masks(source, reference, num, batch, seed=seed, desc=f"row {row}")}
+               for row, name, source in sources]
+    print_table(results, ["row", "name", "iou", "mask_coverage", "scored"])
+    best = max(results, key=lambda r: r["iou"])
+    click.echo(f"reference held-out IoU {reference_iou:.4f}; best: row {best['row']} ({best['name']}) "
+               f"IoU {best['iou']:.4f}")
+    out = out or os.path.join(os.path.dirname(os.path.abspath(direction)), f"score_{rows}.json")
+    write_json(out, {"direction": direction, "reference_test_iou": reference_iou, "brightness": mode, "rows": results,
+                     "best": best})
+    click.echo(f"wrote {out}")

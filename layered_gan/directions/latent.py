@@ -2,6 +2,8 @@
 
 import torch
 
+from ..segmenter.pairs import layered_noise
+
 SPACES = ("z", "w")
 BRIGHTNESS = ("gray", "rgb")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grayscale
@@ -25,7 +27,7 @@ class LatentSpace:
     def sample(self, n, generator):
         """(codes [n, dim], noise inputs), all drawn from `generator` (a CPU torch.Generator)."""
         z = torch.randn(n, self.G.z_dim, generator=generator).to(self.device)
-        noise = [t.to(self.device) for t in self.G.make_noise(n, "cpu", generator)]
+        noise = layered_noise(self.G, n, self.device, generator)
         if self.space == "z":
             return z, noise
         return self.G.styles(z, truncation=self.truncation)[:, 0], noise

@@ -41,7 +41,7 @@ class DirectionPairs(PairSource):
         return Pairs(image.clamp(-1, 1), mask, light if self.lighter is not None else dark)
 
 
-def _row(state, which, value):
+def shift_row(state, which, value=None):
     """The shift row a --lighter/--darker value names: None (from the file), 'none', or an index."""
     if value is None:
         index = state[which]
@@ -58,6 +58,15 @@ def _row(state, which, value):
     return None if index is None else state["shifts"][index]
 
 
+def direction_space(state, ckpt=None, device="cpu"):
+    """The LatentSpace a directions file's shifts live in (ckpt overrides the file's generator)."""
+    space = LatentSpace(load_stylegan2(ckpt or state["ckpt"]), state["space"], state["truncation"], device)
+    if state["shifts"].shape[1] != space.dim:
+        raise ValueError(f"the directions hold {state['shifts'].shape[1]}-d shifts; this generator's {state['space']} "
+                         f"space has {space.dim} dimensions")
+    return space
+
+
 def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, device="cpu"):
     """DirectionPairs from a directions file (its generator, space and truncation; ckpt overrides the generator).
 
@@ -65,13 +74,8 @@ def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, devi
     mode: the brightness of the mask (None: the file's).
     """
     state = load_directions(path)
-    light, dark = _row(state, "lighter", lighter), _row(state, "darker", darker)
-    G = load_stylegan2(ckpt or state["ckpt"])
-    space = LatentSpace(G, state["space"], state["truncation"], device)
-    if state["shifts"].shape[1] != space.dim:
-        raise ValueError(f"{path} holds {state['shifts'].shape[1]}-d shifts; this generator's {state['space']} "
-                         f"space has {space.dim} dimensions")
-    return DirectionPairs(space, light, dark, mode or state["brightness"])
+    light, dark = shift_row(state, "lighter", lighter), shift_row(state, "darker", darker)
+    return DirectionPairs(direction_space(state, ckpt, device), light, dark, mode or state["brightness"])
 
 
 def export_png(stream, num, root, progress=True):

@@ -31,7 +31,7 @@ def sobel(images):
 
 
 def radial_prior(height, width):
-    """r_ij = 1 - dist(ij, centre) / alpha, alpha = sqrt((H - 1)^2 + (W - 1)^2) / 4: 1 at the centre, -1 at the corners."""
+    """r_ij = 1 - dist(ij, centre) / alpha, alpha = sqrt((H - 1)^2 + (W - 1)^2) / 4: 1 at the centre, -1 at corners."""
     alpha = math.sqrt((height - 1) ** 2 + (width - 1) ** 2) / 4
     i = torch.arange(height, dtype=torch.float32)[:, None] - (height - 1) / 2
     j = torch.arange(width, dtype=torch.float32)[None] - (width - 1) / 2

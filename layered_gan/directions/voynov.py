@@ -56,9 +56,9 @@ def fit_operators(pairs, steps=200, lr=0.005, batch=4, generator=None, device="c
 
 
 def score_operators(A, b, x, shifted, mode="gray"):
-    """{'loss': L_h, 'distance': D_h, 'share': pixels assigned to A_1 (eq. 5), 'coverage': mask share} on held-out pairs.
+    """{'loss': L_h, 'distance': D_h, 'share': of pixels assigned to A_1 (eq. 5), 'coverage': of the mask}.
 
-    The mask is Voynov's approximation of eq. (5): [brightness(G(z + h)) > brightness(G(z))].
+    On held-out pairs; the mask is Voynov's approximation of eq. (5): [brightness(G(z + h)) > brightness(G(z))].
     """
     errors = restoration_errors(A, b, x, shifted)
     applied = apply_operators(A, b, x)
