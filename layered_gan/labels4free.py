@@ -100,8 +100,6 @@ def main():
 def sample(ckpt, num, out, threshold, truncation, seed, batch, lmdb, device):
     """Write aligned (image, foreground, background, alpha, mask) samples as PNGs, or (image, mask) LMDBs."""
     G, _ = load_l4f_run(ckpt, device)
-    settings = {"ckpt": ckpt, "samples": num, "threshold": threshold, "truncation": truncation, "seed": seed,
-                "batch": batch}
     if lmdb:  # unfiltered; `python -m layered_gan.segmenter.pairs` exports filtered pairs of the same source
         export_pairs(PairStream(LayeredGeneratorPairs(G, truncation, threshold, device), FilterChain([]), batch,
                                 seed), num, out)
@@ -109,7 +107,8 @@ def sample(ckpt, num, out, threshold, truncation, seed, batch, lmdb, device):
         new_folder(out)
         write_samples(G, num, out, threshold, truncation, seed, batch, device)
         with open(os.path.join(out, "manifest.json"), "w") as fh:
-            json.dump({**settings, "parts": SAMPLE_PARTS}, fh, indent=2)
+            json.dump({"ckpt": ckpt, "samples": num, "threshold": threshold, "truncation": truncation, "seed": seed,
+                       "batch": batch, "parts": SAMPLE_PARTS}, fh, indent=2)
     click.echo(f"{num} samples in {out}")
 
 
