@@ -80,9 +80,9 @@ def find_voynov(space, candidates, num, scale, signs, rule, steps, lr, batch, ev
 
 
 @torch.no_grad()
-def melas_figures(space, shift, eval_batch, seed):
+def melas_figures(space, shift, eval_batch, seed, mode):
     """L_c, L_s, the gain in centre brightness (L_c(G(z)) - L_c) and the coverage of [G(z + shift) > G(z)], held out."""
-    pairs = DirectionPairs(space, shift).sample(eval_batch, torch.Generator().manual_seed(seed + 1))
+    pairs = DirectionPairs(space, shift, mode=mode).sample(eval_batch, torch.Generator().manual_seed(seed + 1))
     codes, noise = space.sample(eval_batch, torch.Generator().manual_seed(seed + 1))  # the same latents again
     base = space.render(codes, noise)
     prior = radial_prior(*base.shape[-2:]).to(base)
@@ -93,13 +93,13 @@ def melas_figures(space, shift, eval_batch, seed):
             "L_s": consistency.mean().item(), "coverage": pairs.mask.mean().item()}
 
 
-def find_melas(space, lam, eps, steps, lr, batch, eval_batch, seed):
+def find_melas(space, lam, eps, steps, lr, batch, eval_batch, seed, mode):
     rows, vectors = [], []
     for name, sign, offset in (("v_l", 1, 0), ("v_d", -1, 1)):
         v, _ = find_direction(space, sign * lam, eps, steps, lr, batch, seed + offset)
         vectors.append(v.cpu())
         rows.append({"row": len(rows), "name": name, "lambda": sign * lam,
-                     **{k: round(x, 5) for k, x in melas_figures(space, eps * v, eval_batch, seed).items()}})
+                     **{k: round(x, 5) for k, x in melas_figures(space, eps * v, eval_batch, seed, mode).items()}})
     print_table(rows, ["row", "name", "lambda", "L_c", "centre_gain", "L_s", "coverage"])
     click.echo(f"cos(v_l, v_d) = {float(vectors[0] @ vectors[1]):.4f}; mask: row 0 brighter than row 1")
     return eps * torch.stack(vectors), ["v_l", "v_d"], rows, 0, 1
@@ -126,7 +126,7 @@ def find_melas(space, lam, eps, steps, lr, batch, eval_batch, seed):
               help="voynov: ranking of paper version 000 or 001.")
 @click.option("--pca-samples", default=10000, show_default=True, help="voynov: w samples for --candidates pca.")
 @click.option("--brightness", "mode", default="gray", show_default=True, type=click.Choice(BRIGHTNESS),
-              help="Mask brightness: grayscale (001) or the RGB norm (000); melas masks use grayscale.")
+              help="Mask brightness: grayscale (Voynov 001, Melas-Kyriazi) or the RGB norm (Voynov 000).")
 @click.option("--lam", default=5.0, show_default=True, help="melas: lambda (v_l with +lam, v_d with -lam).")
 @click.option("--eps", default=0.2, show_default=True, help="melas: perturbation radius (StyleGAN2: 0.2).")
 @click.option("--strip-samples", default=4, show_default=True, help="Samples per strip of G(z - h), G(z), G(z + h).")
@@ -142,8 +142,8 @@ def find(ckpt, method, out, space, truncation, seed, steps, lr, batch, eval_batc
                          pca_samples=pca_samples, mode=mode, seed=seed, **settings)
         extra = dict(rule=rule, candidates=candidates, scale=scale)
     else:
-        found = find_melas(latent, lam, eps, eval_batch=eval_batch, seed=seed, **settings)
-        extra, mode = dict(lam=lam, eps=eps), "gray"
+        found = find_melas(latent, lam, eps, eval_batch=eval_batch, seed=seed, mode=mode, **settings)
+        extra = dict(lam=lam, eps=eps)
     shifts, names, rows, lighter, darker = found
     save_directions(os.path.join(out, "directions.pt"), method, ckpt, latent, shifts, names, rows, lighter, darker,
                     mode, seed=seed, **settings, **extra)

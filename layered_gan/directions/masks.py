@@ -10,6 +10,7 @@ image shifted along `lighter` (along `darker` when there is no lighter shift).
 """
 
 import os
+import shutil
 
 import torch
 from tqdm import tqdm
@@ -79,18 +80,24 @@ def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, devi
 
 
 def export_png(stream, num, root, progress=True):
-    """Write `num` pairs as ROOT/images/{i:08d}.png and ROOT/masks/{i:08d}.png, plus ROOT/manifest.json."""
+    """Write `num` pairs as ROOT/images/{i:08d}.png and ROOT/masks/{i:08d}.png, plus ROOT/manifest.json.
+
+    Written to ROOT.partial, then renamed (as segmenter.pairs.export_pairs does for LMDBs).
+    """
     if os.path.exists(root):
         raise FileExistsError(f"{root} exists; choose a new folder for the pairs")
+    partial = root.rstrip("/") + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
     written = 0
     with tqdm(total=num, desc="writing pairs", unit="pair", disable=not progress) as bar:
         while written < num:
             pairs = stream.next_pairs()
             masks = (pairs.mask[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
             for image, mask in zip(to_uint8(pairs.image)[:num - written], masks):
-                save_png(image, os.path.join(root, "images", f"{written:08d}.png"))
-                save_png(mask, os.path.join(root, "masks", f"{written:08d}.png"))
+                save_png(image, os.path.join(partial, "images", f"{written:08d}.png"))
+                save_png(mask, os.path.join(partial, "masks", f"{written:08d}.png"))
                 written += 1
                 bar.update()
-    write_json(os.path.join(root, "manifest.json"), {"pairs": num, "filters": stream.filters.report()})
+    write_json(os.path.join(partial, "manifest.json"), {"pairs": num, "filters": stream.filters.report()})
+    os.replace(partial, root)
     return root
