@@ -13,6 +13,7 @@ run is also a pair source as it stands: `python -m layered_gan.distill --ckpt ru
 
 import json
 import os
+import shutil
 
 import click
 import torch
@@ -39,10 +40,14 @@ def save_png(array, path):
     Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
 
 
-def new_folder(out, option="--out"):
+def partial_folder(out):
+    """OUT.partial, fresh, for a command that renames it to OUT (which must not exist) when done."""
     if os.path.exists(out):
-        raise click.UsageError(f"{option} {out} exists; choose a new folder")
-    os.makedirs(out)
+        raise click.UsageError(f"--out {out} exists; choose a new folder")
+    partial = out.rstrip("/") + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    return partial
 
 
 def load_l4f_run(ckpt, device):
@@ -104,11 +109,12 @@ def sample(ckpt, num, out, threshold, truncation, seed, batch, lmdb, device):
         export_pairs(PairStream(LayeredGeneratorPairs(G, truncation, threshold, device), FilterChain([]), batch,
                                 seed), num, out)
     else:
-        new_folder(out)
-        write_samples(G, num, out, threshold, truncation, seed, batch, device)
-        with open(os.path.join(out, "manifest.json"), "w") as fh:
+        partial = partial_folder(out)
+        write_samples(G, num, partial, threshold, truncation, seed, batch, device)
+        with open(os.path.join(partial, "manifest.json"), "w") as fh:
             json.dump({"ckpt": ckpt, "samples": num, "threshold": threshold, "truncation": truncation, "seed": seed,
                        "batch": batch, "parts": SAMPLE_PARTS}, fh, indent=2)
+        os.replace(partial, out)
     click.echo(f"{num} samples in {out}")
 
 
@@ -136,7 +142,7 @@ def project(ckpt, images, out, steps, lr, feature_weight, plus, threshold, batch
             raise click.UsageError(f"--feature-weight needs the discriminator of the run's model.ckpt: {exc}")
         D = D.to(device)
     ds = ImageDataset(images, G.generator.synthesis.resolution, crop="center", org_to_crop=1.0)
-    new_folder(out)
+    partial = partial_folder(out)
     names, latents, losses = [], [], {}
     for start in tqdm(range(0, len(ds), batch), desc="projecting", unit="batch"):
         index = range(start, min(start + batch, len(ds)))
@@ -150,11 +156,12 @@ def project(ckpt, images, out, steps, lr, feature_weight, plus, threshold, batch
             names.append(name)
             losses[name] = {"first": float(result.losses[0, j]), "last": float(result.losses[-1, j])}
             for part, tensors in parts.items():
-                save_png(to_uint8(tensors[j:j + 1])[0], os.path.join(out, part, name + ".png"))
+                save_png(to_uint8(tensors[j:j + 1])[0], os.path.join(partial, part, name + ".png"))
         latents.append(result.ws.cpu())
-    torch.save({"names": names, "ws": torch.cat(latents)}, os.path.join(out, "latents.pt"))
-    with open(os.path.join(out, "losses.json"), "w") as fh:
+    torch.save({"names": names, "ws": torch.cat(latents)}, os.path.join(partial, "latents.pt"))
+    with open(os.path.join(partial, "losses.json"), "w") as fh:
         json.dump(losses, fh, indent=2)
+    os.replace(partial, out)
     mean = sum(v["last"] for v in losses.values()) / len(losses)
     click.echo(f"{len(names)} masks in {os.path.join(out, 'masks')}; mean final loss {mean:.4f}")
 
