@@ -56,3 +56,20 @@ def mask_binarization(mask):
 def mask_max_coverage_hinge(mask, limit):
     """max(0, mean(m) - limit) per sample, averaged (Labels4Free's background coverage; an ablation here)."""
     return F.relu(mask.flatten(1).mean(1) - limit).mean()
+
+
+def logistic_lazy_r1(D, real, fake, step, r1_gamma, r1_interval, **d_kwargs):
+    """StyleGAN2's D loss (Karras et al. 2020; Labels4Free sec. 3.3): (logistic loss, lazy R1 term, stats).
+
+    The R1 term is gamma / 2 x R1 on the real images, x r1_interval, on steps that are multiples of
+    r1_interval (lazy regularization) and 0 otherwise. d_kwargs go to D (e.g. alpha=).
+    """
+    lazy = r1_gamma > 0 and step % r1_interval == 0
+    real = real.detach().requires_grad_(lazy)
+    real_scores, fake_scores = D(real, **d_kwargs), D(fake, **d_kwargs)
+    adv = d_logistic_loss(real_scores, fake_scores)
+    stats = {"loss/d_logistic": adv, "scores/real": real_scores.mean(), "scores/fake": fake_scores.mean()}
+    if not lazy:
+        return adv, 0.0, stats
+    stats["loss/r1"] = r1_penalty(real, real_scores)
+    return adv, r1_gamma / 2 * stats["loss/r1"] * r1_interval, stats

@@ -15,8 +15,8 @@ import math
 
 import torch
 
-from ..losses import (d_logistic_loss, drift_penalty, g_nonsaturating_loss, gradient_penalty, mask_binarization,
-                      mask_max_coverage_hinge, mask_size_hinge, r1_penalty, wgan_d_loss, wgan_g_loss)
+from ..losses import (drift_penalty, g_nonsaturating_loss, gradient_penalty, logistic_lazy_r1, mask_binarization,
+                      mask_max_coverage_hinge, mask_size_hinge, wgan_d_loss, wgan_g_loss)
 from ..networks import Discriminator, Generator, channel_widths
 from ..networks.layered import LayeredGenerator
 from ..perturbations import contrast_jitter, random_shift
@@ -150,17 +150,9 @@ class StyleGAN2:
             fake, _ = self.fake(G, real.shape[0], phase, rng, real.device)
         if self.lcfg["type"] == "wgan-gp":
             return _wgan_gp_critic(D, real, fake, phase.alpha, self.lcfg, rng)
-        interval = self.lcfg["r1_interval"]
-        lazy = self.lcfg["r1_gamma"] > 0 and step % interval == 0
-        real = real.detach().requires_grad_(lazy)
-        real_scores, fake_scores = D(real, alpha=phase.alpha), D(fake, alpha=phase.alpha)
-        adv = d_logistic_loss(real_scores, fake_scores)
-        stats = {"loss/d_logistic": adv, "scores/real": real_scores.mean(), "scores/fake": fake_scores.mean()}
-        if not lazy:
-            return adv, stats
-        r1 = r1_penalty(real, real_scores)  # lazy: every `interval` steps, weighted by the interval
-        stats["loss/r1"] = r1
-        return adv + self.lcfg["r1_gamma"] / 2 * r1 * interval, stats
+        adv, r1, stats = logistic_lazy_r1(D, real, fake, step, self.lcfg["r1_gamma"], self.lcfg["r1_interval"],
+                                          alpha=phase.alpha)
+        return adv + r1, stats
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, ws = self.fake(G, batch, phase, rng, device)
