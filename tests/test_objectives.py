@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from layered_gan.training.objectives import StyleGAN2, make_objective
-from layered_gan.training.schedule import phase_at
+from layered_gan.training.schedule import Phase, phase_at
 
 MODEL = {"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 128, "channel_max": 8}
 
@@ -56,7 +56,7 @@ def test_wgan_gp_single_output_baseline():
 
 
 def test_unknown_mode_is_named():
-    with pytest.raises(ValueError, match="'gan3' is not one of perturb, stylegan2"):
+    with pytest.raises(ValueError, match="'gan3' is not one of perturb, stylegan2, labels4free"):
         make_objective({"mode": "gan3"})
 
 
@@ -73,3 +73,31 @@ def test_perturbgan_monitors_reveal_layout_collapse():
     m = PerturbGAN.monitors({"mask": apart, "fake": torch.randn(4, 3, 8, 8)})
     assert m["mask/pairwise_iou"] == 0 and m["mask/border_share"] > 1
     assert m["mask/soft_share"] == 0 and m["mask/mean"] == pytest.approx(4 / 64)
+
+
+def perturb_objective(**loss):
+    cfg = {"mode": "perturb", "model": MODEL, "mixing_prob": 0.0, "perturb": {"shift_range": 0.125, "bg_jitter": 0.0},
+           "loss": {"type": "wgan-gp", "gp_lambda": 10.0, "drift": 0.001, "r1_gamma": 10.0, "r1_interval": 4,
+                    "eta": 0.25, "size_weight": 2.0, "binarization_weight": 3.0, "max_coverage": 0.6,
+                    "max_coverage_weight": 0.0, "binarize_from": 0, **loss}}
+    obj = make_objective(cfg)
+    torch.manual_seed(0)
+    G, D = obj.build()
+    return obj, G, D
+
+
+def test_perturbgan_critic_choice_and_binarization_start():
+    """loss.type picks WGAN-GP (the paper's) or logistic + lazy R1; binarize_from delays the binarization term."""
+    for kind, d_terms, g_term in (("wgan-gp", {"loss/d_wgan", "loss/gradient_penalty"}, "loss/g_wgan"),
+                                  ("logistic", {"loss/d_logistic", "loss/r1"}, "loss/g_nonsaturating")):
+        obj, G, D = perturb_objective(type=kind, binarize_from=16)
+        for res, weight in ((8, 0.0), (16, 3.0)):
+            phase = Phase(0, res, 1.0, 4, 0.002, 0.0)
+            _, stats = obj.d_loss(G, D, torch.randn(4, 3, res, res), phase, torch.Generator().manual_seed(0), 0)
+            assert d_terms <= set(stats)
+            loss, stats, _ = obj.g_loss(G, D, 4, phase, torch.Generator().manual_seed(0), 0, "cpu")
+            expected = stats[g_term] + 2.0 * stats["loss/mask_size"] + weight * stats["loss/binarization"]
+            torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="loss.type must be"):
+        obj, G, D = perturb_objective(type="hinge")
+        obj.d_loss(G, D, torch.randn(4, 3, 16, 16), phase, torch.Generator().manual_seed(0), 0)

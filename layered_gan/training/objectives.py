@@ -60,6 +60,23 @@ def _wgan_gp_critic(D, real, fake, alpha, lcfg, rng):
     return adv + lcfg["gp_lambda"] * gp + lcfg["drift"] * drift, stats
 
 
+def critic_loss(D, real, fake, alpha, lcfg, rng, step):
+    """D's loss by `loss.type`: "wgan-gp" (PerturbGAN eq. 6) or "logistic" with lazy R1 (StyleGAN2)."""
+    if lcfg["type"] == "wgan-gp":
+        return _wgan_gp_critic(D, real, fake, alpha, lcfg, rng)
+    if lcfg["type"] != "logistic":
+        raise ValueError(f"loss.type must be 'wgan-gp' or 'logistic', got {lcfg['type']!r}")
+    adv, r1, stats = logistic_lazy_r1(D, real, fake, step, lcfg["r1_gamma"], lcfg["r1_interval"], alpha=alpha)
+    return adv + r1, stats
+
+
+def generator_adversarial_loss(fake_scores, lcfg):
+    """G's adversarial term matching critic_loss: -D(x^) (WGAN) or softplus(-D(x^)) (non-saturating)."""
+    if lcfg["type"] == "wgan-gp":
+        return wgan_g_loss(fake_scores), "loss/g_wgan"
+    return g_nonsaturating_loss(fake_scores), "loss/g_nonsaturating"
+
+
 class PerturbGAN:
     def __init__(self, cfg):
         self.cfg, self.lcfg, self.pcfg = cfg, cfg["loss"], cfg["perturb"]
@@ -79,16 +96,16 @@ class PerturbGAN:
     def d_loss(self, G, D, real, phase, rng, step):
         with torch.no_grad():
             fake, _, _ = self.fake(G, real.shape[0], phase, rng, real.device)
-        return _wgan_gp_critic(D, real, fake, phase.alpha, self.lcfg, rng)
+        return critic_loss(D, real, fake, phase.alpha, self.lcfg, rng, step)
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, layers, ws = self.fake(G, batch, phase, rng, device)
-        adv = wgan_g_loss(D(fake, alpha=phase.alpha))
+        adv, adv_name = generator_adversarial_loss(D(fake, alpha=phase.alpha), self.lcfg)
         size = mask_size_hinge(layers.mask, self.lcfg["eta"])
         binar = mask_binarization(layers.mask)
         binar_weight = self.lcfg["binarization_weight"] if phase.resolution >= self.lcfg["binarize_from"] else 0
         loss = adv + self.lcfg["size_weight"] * size + binar_weight * binar
-        stats = {"loss/g_wgan": adv, "loss/mask_size": size, "loss/binarization": binar}
+        stats = {adv_name: adv, "loss/mask_size": size, "loss/binarization": binar}
         if self.lcfg.get("max_coverage_weight", 0):
             cover = mask_max_coverage_hinge(layers.mask, self.lcfg["max_coverage"])
             loss = loss + self.lcfg["max_coverage_weight"] * cover
@@ -148,20 +165,12 @@ class StyleGAN2:
     def d_loss(self, G, D, real, phase, rng, step):
         with torch.no_grad():
             fake, _ = self.fake(G, real.shape[0], phase, rng, real.device)
-        if self.lcfg["type"] == "wgan-gp":
-            return _wgan_gp_critic(D, real, fake, phase.alpha, self.lcfg, rng)
-        adv, r1, stats = logistic_lazy_r1(D, real, fake, step, self.lcfg["r1_gamma"], self.lcfg["r1_interval"],
-                                          alpha=phase.alpha)
-        return adv + r1, stats
+        return critic_loss(D, real, fake, phase.alpha, self.lcfg, rng, step)
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, ws = self.fake(G, batch, phase, rng, device)
-        if self.lcfg["type"] == "wgan-gp":
-            adv = wgan_g_loss(D(fake, alpha=phase.alpha))
-            stats = {"loss/g_wgan": adv}
-        else:
-            adv = g_nonsaturating_loss(D(fake, alpha=phase.alpha))
-            stats = {"loss/g_nonsaturating": adv}
+        adv, adv_name = generator_adversarial_loss(D(fake, alpha=phase.alpha), self.lcfg)
+        stats = {adv_name: adv}
         loss = adv
         interval = self.lcfg.get("pl_interval", 4)
         if self.lcfg.get("pl_weight", 0) and step % interval == 0:
