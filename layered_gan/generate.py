@@ -11,6 +11,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .images import save_image_grid
 from .render import composite
+from .segmenter.pairs import sample_layers
 from .training.loop import build_models
 
 
@@ -26,10 +27,20 @@ def parse_seeds(text):
     return seeds
 
 
+def checkpoint_file(ckpt):
+    """A run folder's checkpoint.pt, or the checkpoint file given."""
+    return os.path.join(ckpt, "checkpoint.pt") if os.path.isdir(ckpt) else ckpt
+
+
+def run_config(ckpt):
+    """The config of a training run of ours (folder or checkpoint); None for other checkpoints (port files)."""
+    state = load_checkpoint(checkpoint_file(ckpt))
+    return state.get("config") if isinstance(state, dict) else None
+
+
 def load_generator(ckpt, device="cpu"):
     """The EMA layered generator of a run folder or checkpoint file."""
-    path = os.path.join(ckpt, "checkpoint.pt") if os.path.isdir(ckpt) else ckpt
-    state = load_checkpoint(path, device)
+    state = load_checkpoint(checkpoint_file(ckpt), device)
     G, _ = build_models(state["config"])
     G.load_state_dict(state["G_ema"])
     return G.to(device).eval().requires_grad_(False), state["config"]
@@ -38,11 +49,7 @@ def load_generator(ckpt, device="cpu"):
 @torch.no_grad()
 def generate_layers(G, seeds, truncation=1.0, device="cpu"):
     """Layers for each seed: the latent and the noise inputs are drawn from that seed alone."""
-    out = []
-    for seed in seeds:
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(1, G.z_dim, generator=gen).to(device)
-        out.append(G(z, truncation=truncation, noise=G.make_noise(1, device, gen)))
+    out = [sample_layers(G, 1, torch.Generator().manual_seed(seed), truncation, device) for seed in seeds]
     return type(out[0])(*(torch.cat(t) for t in zip(*out)))
 
 

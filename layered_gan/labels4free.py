@@ -13,14 +13,13 @@ run is also a pair source as it stands: `python -m layered_gan.distill --ckpt ru
 
 import json
 import os
-import shutil
 
 import click
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from .data.dataset import ImageDataset
+from .evaluation.files import partial_folder, save_png, write_json
 from .images import to_uint8
 from .labels4free_analysis import (bar_chart, crop_targets, layer_gradient_norms, rank_layers, suggest_start,
                                    trgb_noise_sensitivity)
@@ -29,25 +28,18 @@ from .projection import project as project_images
 from .projection import zero_noise
 from .render import composite
 from .segmenter.filters import FilterChain
-from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs, layered_noise
+from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs, layered_noise, sample_layers
 
 SAMPLE_PARTS = ("images", "foregrounds", "backgrounds", "alphas", "masks")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def save_png(array, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
-
-
-def partial_folder(out):
-    """OUT.partial, fresh, for a command that renames it to OUT (which must not exist) when done."""
-    if os.path.exists(out):
-        raise click.UsageError(f"--out {out} exists; choose a new folder")
-    partial = out.rstrip("/") + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    return partial
+def new_folder(out):
+    """OUT.partial, fresh, for a command that renames it to OUT when done; an existing OUT is a --out error."""
+    try:
+        return partial_folder(out)
+    except FileExistsError as exc:
+        raise click.UsageError(f"--out {exc}") from None
 
 
 def load_l4f_run(ckpt, device):
@@ -76,8 +68,7 @@ def write_samples(G, num, out, threshold=0.9, truncation=1.0, seed=0, batch=64, 
     give the same samples as `--lmdb`; OUT/images and OUT/masks are what `distill --pairs OUT` reads."""
     gen = torch.Generator().manual_seed(seed)
     for start in tqdm(range(0, num, batch), desc="sampling", unit="batch", disable=not progress):
-        z = torch.randn(batch, G.z_dim, generator=gen).to(device)
-        layers = G(z, truncation=truncation, noise=layered_noise(G, batch, device, gen))
+        layers = sample_layers(G, batch, gen, truncation, device)
         layers = type(layers)(*(t[:num - start] for t in layers))
         parts = {"images": composite(layers.background, layers.foreground, layers.mask),
                  "foregrounds": layers.foreground, "backgrounds": layers.background,
@@ -105,15 +96,15 @@ def main():
 def sample(ckpt, num, out, threshold, truncation, seed, batch, lmdb, device):
     """Write aligned (image, foreground, background, alpha, mask) samples as PNGs, or (image, mask) LMDBs."""
     G, _ = load_l4f_run(ckpt, device)
+    partial = new_folder(out)  # export_pairs writes to the same OUT.partial
     if lmdb:  # unfiltered; `python -m layered_gan.segmenter.pairs` exports filtered pairs of the same source
         export_pairs(PairStream(LayeredGeneratorPairs(G, truncation, threshold, device), FilterChain([]), batch,
                                 seed), num, out)
     else:
-        partial = partial_folder(out)
         write_samples(G, num, partial, threshold, truncation, seed, batch, device)
-        with open(os.path.join(partial, "manifest.json"), "w") as fh:
-            json.dump({"ckpt": ckpt, "samples": num, "threshold": threshold, "truncation": truncation, "seed": seed,
-                       "batch": batch, "parts": SAMPLE_PARTS}, fh, indent=2)
+        write_json(os.path.join(partial, "manifest.json"),
+                   {"ckpt": ckpt, "samples": num, "threshold": threshold, "truncation": truncation, "seed": seed,
+                    "batch": batch, "parts": SAMPLE_PARTS})
         os.replace(partial, out)
     click.echo(f"{num} samples in {out}")
 
@@ -142,7 +133,7 @@ def project(ckpt, images, out, steps, lr, feature_weight, plus, threshold, batch
             raise click.UsageError(f"--feature-weight needs the discriminator of the run's model.ckpt: {exc}")
         D = D.to(device)
     ds = ImageDataset(images, G.generator.synthesis.resolution, crop="center", org_to_crop=1.0)
-    partial = partial_folder(out)
+    partial = new_folder(out)
     names, latents, losses = [], [], {}
     for start in tqdm(range(0, len(ds), batch), desc="projecting", unit="batch"):
         index = range(start, min(start + batch, len(ds)))
@@ -159,8 +150,7 @@ def project(ckpt, images, out, steps, lr, feature_weight, plus, threshold, batch
                 save_png(to_uint8(tensors[j:j + 1])[0], os.path.join(partial, part, name + ".png"))
         latents.append(result.ws.cpu())
     torch.save({"names": names, "ws": torch.cat(latents)}, os.path.join(partial, "latents.pt"))
-    with open(os.path.join(partial, "losses.json"), "w") as fh:
-        json.dump(losses, fh, indent=2)
+    write_json(os.path.join(partial, "losses.json"), losses)
     os.replace(partial, out)
     mean = sum(v["last"] for v in losses.values()) / len(losses)
     click.echo(f"{len(names)} masks in {os.path.join(out, 'masks')}; mean final loss {mean:.4f}")

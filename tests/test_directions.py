@@ -14,9 +14,9 @@ from layered_gan.directions.cli import cli
 from layered_gan.directions.latent import brightness
 from layered_gan.directions.masks import DirectionPairs
 from layered_gan.directions.melas import find_direction, radial_prior, sobel
-from layered_gan.directions.score import score_masks
 from layered_gan.directions.voynov import (apply_operators, fit_operators, rank_000, rank_001, restoration_errors,
                                            score_candidates)
+from layered_gan.evaluation.generated import score_masks
 from layered_gan.evaluation.sources import FileSource
 from layered_gan.networks import Generator
 from layered_gan.checkpoint import save_checkpoint

@@ -15,7 +15,7 @@ from layered_gan.segmenter.filters import (Components, FilterChain, HistogramCon
                                            default_filters, interior_peak, keep_large_components, smoothed_histogram)
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
-                                         fixed_pairs, layered_noise)
+                                         fixed_pairs, layered_noise, sample_layers)
 from layered_gan.segmenter.training import fit, repeat
 
 
@@ -140,10 +140,43 @@ def test_noise_is_drawn_on_the_cpu_then_moved():
     torch.testing.assert_close(cpu_fg, G.make_noise(2, "cpu", torch.Generator().manual_seed(0))[0])
 
 
-def test_export_pairs_round_trips_through_the_dataset(tmp_path):
+class CudaLike(torch.nn.Module):
+    """A layered generator whose noise, as on CUDA, cannot be drawn on its device from a CPU torch.Generator."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G, self.z_dim = G, G.z_dim
+
+    def make_noise(self, n, device="cpu", generator=None):
+        if generator is not None and torch.device(device).type != "cpu":
+            raise RuntimeError(f"Expected a '{torch.device(device).type}' device type for generator")
+        return self.G.make_noise(n, device, generator)
+
+    def forward(self, z, truncation=1.0, noise=None):
+        return self.G(z, truncation=truncation, noise=noise)
+
+
+def test_generate_layers_draws_noise_on_the_cpu_then_moves_it():
+    from layered_gan.generate import generate_layers
+
+    G = tiny_generator()
+    layers = generate_layers(CudaLike(G.to("meta")), [0, 1], truncation=0.7, device="meta")
+    assert layers.mask.shape == (2, 1, 16, 16) and layers.mask.device.type == "meta"
+    G = tiny_generator()
+    layers = generate_layers(CudaLike(G), [3, 4], truncation=0.7)
+    gen = torch.Generator().manual_seed(4)  # seed 4 alone: its latent, then its noise
+    z = torch.randn(1, G.z_dim, generator=gen)
+    expected = G(z, truncation=0.7, noise=G.make_noise(1, "cpu", gen))
+    torch.testing.assert_close(layers.mask[1:], expected.mask)
+    torch.testing.assert_close(sample_layers(G, 1, torch.Generator().manual_seed(4), 0.7).foreground,
+                               expected.foreground)
+
+
+@pytest.mark.parametrize("fmt", ["lmdb", "png"])
+def test_export_pairs_round_trips_through_the_dataset(tmp_path, fmt):
     source = LayeredGeneratorPairs(tiny_generator(), threshold=0.5)
     root = str(tmp_path / "pairs")
-    export_pairs(PairStream(source, FilterChain([]), batch=4, seed=3), 6, root, progress=False)
+    export_pairs(PairStream(source, FilterChain([]), batch=4, seed=3), 6, root, progress=False, fmt=fmt)
     reference = [b for _, b in zip(range(2), PairStream(source, FilterChain([]), batch=4, seed=3))]
     ds = ImageDataset(os.path.join(root, "images"), 16, crop="center", masks=os.path.join(root, "masks"))
     assert len(ds) == 6
@@ -151,8 +184,9 @@ def test_export_pairs_round_trips_through_the_dataset(tmp_path):
     torch.testing.assert_close(m, reference[1][1][1])
     assert (x - reference[1][0][1]).abs().max() <= 1 / 127.5 + 1e-6  # 8-bit quantized
     assert json.load(open(os.path.join(root, "manifest.json")))["pairs"] == 6
+    assert not os.path.exists(root + ".partial")
     with pytest.raises(FileExistsError, match="pairs"):
-        export_pairs(PairStream(source, FilterChain([]), batch=4, seed=3), 2, root, progress=False)
+        export_pairs(PairStream(source, FilterChain([]), batch=4, seed=3), 2, root, progress=False, fmt=fmt)
 
 
 def disc_set(n=4, size=16):
@@ -275,3 +309,68 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
         "--no-histogram", "--max-coverage", "1", "--min-coverage", "0"])
     assert result.exit_code == 0, result.output
     assert json.load(open(tmp_path / "from_lmdb" / "summary.json"))["runs"]["0"]["filters"] == "pairs read from " + pairs
+
+
+def test_distill_from_latent_directions_and_from_pairs_without_a_generator(tmp_path, monkeypatch):
+    from layered_gan.config import load_config
+    from layered_gan.data.synthetic import build_synthetic, split_paths
+    from layered_gan.directions.candidates import save_directions
+    from layered_gan.directions.latent import LatentSpace
+    from layered_gan.directions.masks import direction_source
+    from layered_gan.distill import main as distill_main
+    from layered_gan.training.objectives import make_objective
+
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("stylegan2_demo", ['data.synthetic={"resolution": 32, "count": 4, "test_count": 6, "seed": 0}',
+                                         "model.resolution=16", "model.z_dim=8", "model.w_dim=8"])
+    root = build_synthetic(**cfg["data"]["synthetic"], workers=1, progress=False)
+    G, D = make_objective(cfg).build()
+    run = str(tmp_path / "run")
+    save_checkpoint({"config": cfg, "G_ema": G.state_dict(), "D": D.state_dict()}, os.path.join(run, "checkpoint.pt"))
+    directions = str(tmp_path / "dirs" / "directions.pt")
+    shifts = 5 * torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    save_directions(directions, "voynov", run, LatentSpace(G, "w"), shifts, ["a", "b"], [{}, {}], 0, None, "gray")
+    tiny = ["--steps", "2", "--batch", "4", "--val-pairs", "4", "--every", "2", "--real-check", "3", "--width", "4",
+            "--depth", "2", "--no-histogram", "--max-coverage", "1", "--min-coverage", "0", "--device", "cpu"]
+
+    def distill(*args):
+        result = CliRunner().invoke(distill_main, [str(a) for a in args] + tiny)
+        return result, (json.load(open(args[args.index("--out") + 1] / "summary.json")) if result.exit_code == 0
+                        else None)
+
+    # online direction masks, validated on the held-out split of the synthetic run the directions were found in
+    result, summary = distill("--directions", directions, "--lighter", 1, "--darker", "none", "--out",
+                              tmp_path / "online")
+    assert result.exit_code == 0, result.output
+    assert summary["runs"]["0"]["real"]["images"] == 6 and "generated_val" in summary
+    assert summary["settings"]["directions"] == directions and summary["settings"]["lighter"] == "1"
+    assert summary["validation_pairs"]["generated"] >= 4
+
+    # exported pairs alone, validated on real images given explicitly: no generator is loaded
+    pairs = tmp_path / "pairs"
+    export_pairs(PairStream(direction_source(directions), FilterChain([]), 4, seed=1), 8, str(pairs), progress=False,
+                 fmt="png")
+    images, masks = split_paths(root, "test")
+    result, summary = distill("--pairs", pairs, "--real-images", images, "--real-masks", masks, "--out",
+                              tmp_path / "pairs_only")
+    assert result.exit_code == 0, result.output
+    assert "generated_val" not in summary and summary["validation_pairs"] is None
+    assert summary["runs"]["0"]["real"]["images"] == 6 and summary["runs"]["0"]["generated_val"] is None
+    history = json.load(open(tmp_path / "pairs_only" / "seed0" / "figures.json"))["history"]
+    assert "real_fg_iou_first3" in history[0] and "val_pairs_fg_iou" not in history[0]
+    model, meta = load_segmenter(str(tmp_path / "pairs_only" / "seed0"))
+    assert model.resolution == 16 and meta["real"]["images"] == 6
+
+    # exported pairs, the real held-out split taken from the directions file's generator run
+    result, summary = distill("--pairs", pairs, "--directions", directions, "--out", tmp_path / "pairs_dirs")
+    assert result.exit_code == 0, result.output
+    assert summary["runs"]["0"]["real"]["images"] == 6 and summary["runs"]["0"]["filters"].startswith("pairs read")
+
+    result, _ = distill("--pairs", pairs, "--out", tmp_path / "nothing")
+    assert result.exit_code != 0 and "nothing to validate on" in result.output
+    result, _ = distill("--ckpt", run, "--lighter", 1, "--out", tmp_path / "wrong")
+    assert result.exit_code != 0 and "--lighter go with --directions" in result.output
+    result, _ = distill("--out", tmp_path / "none")
+    assert result.exit_code != 0 and "give --ckpt" in result.output
+    result, _ = distill("--directions", tmp_path / "missing.pt", "--out", tmp_path / "missing")
+    assert result.exit_code != 0 and "missing.pt" in result.output

@@ -24,7 +24,7 @@ class DiscGenerator(torch.nn.Module):
     def make_noise(self, n, device, gen):
         return None
 
-    def forward(self, z, noise=None):
+    def forward(self, z, truncation=1.0, noise=None):
         disc = self.disc.expand(z.shape[0], 1, -1, -1).clone()
         if self.empty_every:
             disc[:: self.empty_every] = 0

@@ -7,16 +7,16 @@ import click
 import torch
 
 from ..evaluation.files import write_json
-from ..evaluation.generated import train_reference
+from ..evaluation.generated import score_masks, synthetic_settings, train_reference
+from ..generate import run_config
 from ..images import save_image_grid
 from ..networks.port import load_stylegan2
 from ..segmenter.filters import default_filters
 from ..segmenter.pairs import PairStream, export_pairs
 from .candidates import SOURCES, candidate_directions, load_directions, save_directions, with_signs
 from .latent import BRIGHTNESS, SPACES, LatentSpace
-from .masks import DirectionPairs, direction_source, direction_space, export_png, shift_row
+from .masks import DirectionPairs, direction_source, direction_space, shift_row
 from .melas import find_direction, loss_terms, radial_prior, sobel
-from .score import score_masks, synthetic_settings
 from .voynov import RULES, score_candidates
 
 DEFAULTS = {"voynov": {"steps": 200, "lr": 0.005, "batch": 4}, "melas": {"steps": 1000, "lr": 0.05, "batch": 16}}
@@ -179,8 +179,7 @@ def masks(direction, out, num, fmt, ckpt, lighter, darker, mode, seed, batch, ma
     """Write filtered (G(z), direction mask) pairs for distillation."""
     source = _checked(direction_source, direction, ckpt, lighter, darker, mode, device)
     filters = default_filters(max_coverage, min_coverage, histogram, component_ratio)
-    write = export_pairs if fmt == "lmdb" else export_png
-    _checked(write, PairStream(source, filters, batch, seed), num, out)
+    _checked(export_pairs, PairStream(source, filters, batch, seed), num, out, fmt=fmt)
     click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")
 
 
@@ -198,10 +197,16 @@ def masks(direction, out, num, fmt, ckpt, lighter, darker, mode, seed, batch, ma
 @click.option("--out", default=None, help="JSON file (default: score_{rows}.json beside the directions file).")
 @click.option("--device", default=DEVICE, show_default=True)
 def score(direction, rows, num, reference_steps, ckpt, mode, seed, batch, out, device):
-    """Score direction masks against the reference segmenter on generated images (runs on the synthetic dataset)."""
+    """Score direction masks against the reference segmenter on generated images (runs on the synthetic dataset).
+
+    The protocol of `evaluation.generated` (images where the reference finds no object are skipped and counted);
+    masks are scored raw, before the filters, so a segmenting direction and random directions of the same norm
+    compare fairly.
+    """
     state = _checked(load_directions, direction)
     space = _checked(direction_space, state, ckpt, device)
-    reference, reference_iou = train_reference(_checked(synthetic_settings, ckpt or state["ckpt"]),
+    generator = ckpt or state["ckpt"]
+    reference, reference_iou = train_reference(_checked(synthetic_settings, run_config(generator), generator),
                                                steps=reference_steps, device=device)
     mode = mode or state["brightness"]
     if rows == "chosen":

@@ -1,4 +1,4 @@
-"""(image, mask) pairs from latent directions: a pair source for the distillation, PNG and LMDB export.
+"""(image, mask) pairs from latent directions: a pair source for the distillation and the export.
 
     mask = [brightness(G(z + lighter)) > brightness(G(z + darker))], a missing shift meaning G(z):
     Voynov et al. (000 sec. 3.2, 001 sec. 3): lighter = h, darker = none;
@@ -9,14 +9,8 @@ histogram test, small components); the histogram test examines `contrast`, the
 image shifted along `lighter` (along `darker` when there is no lighter shift).
 """
 
-import os
-import shutil
-
 import torch
-from tqdm import tqdm
 
-from ..evaluation.files import save_png, write_json
-from ..images import to_uint8
 from ..networks.port import load_stylegan2
 from ..segmenter.pairs import PairSource, Pairs
 from .candidates import load_directions
@@ -77,27 +71,3 @@ def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, devi
     state = load_directions(path)
     light, dark = shift_row(state, "lighter", lighter), shift_row(state, "darker", darker)
     return DirectionPairs(direction_space(state, ckpt, device), light, dark, mode or state["brightness"])
-
-
-def export_png(stream, num, root, progress=True):
-    """Write `num` pairs as ROOT/images/{i:08d}.png and ROOT/masks/{i:08d}.png, plus ROOT/manifest.json.
-
-    Written to ROOT.partial, then renamed (as segmenter.pairs.export_pairs does for LMDBs).
-    """
-    if os.path.exists(root):
-        raise FileExistsError(f"{root} exists; choose a new folder for the pairs")
-    partial = root.rstrip("/") + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    written = 0
-    with tqdm(total=num, desc="writing pairs", unit="pair", disable=not progress) as bar:
-        while written < num:
-            pairs = stream.next_pairs()
-            masks = (pairs.mask[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
-            for image, mask in zip(to_uint8(pairs.image)[:num - written], masks):
-                save_png(image, os.path.join(partial, "images", f"{written:08d}.png"))
-                save_png(mask, os.path.join(partial, "masks", f"{written:08d}.png"))
-                written += 1
-                bar.update()
-    write_json(os.path.join(partial, "manifest.json"), {"pairs": num, "filters": stream.filters.report()})
-    os.replace(partial, root)
-    return root

@@ -23,8 +23,7 @@ from scipy import linalg
 from tqdm import tqdm
 
 from ..data.dataset import ImageDataset, dataset_from_config
-from ..render import composite
-from ..segmenter.pairs import layered_noise
+from ..segmenter.pairs import LayeredGeneratorPairs
 from .files import write_json
 
 ENV = "LAYERED_GAN_INCEPTION"
@@ -121,11 +120,9 @@ def fid_kid(feats1, feats2, kid_subsets=100, kid_subset_size=1000):
 
 def composite_batches(G, batch, seed, device, truncation=1.0):
     """Endless unshifted composites of a layered generator, in [-1, 1]."""
-    gen = torch.Generator().manual_seed(seed)
+    gen, source = torch.Generator().manual_seed(seed), LayeredGeneratorPairs(G, truncation, None, device)
     while True:
-        layers = G(torch.randn(batch, G.z_dim, generator=gen).to(device), truncation=truncation,
-                   noise=layered_noise(G, batch, device, gen))
-        yield composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
+        yield source.sample(batch, gen).image
 
 
 @click.command()

@@ -1,7 +1,8 @@
-"""Atomic writes for evaluation outputs: a crash never leaves a half-written JSON or PNG."""
+"""Atomic writes for evaluation outputs: a crash never leaves a half-written JSON, PNG or output folder."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -26,6 +27,21 @@ def write_json(path, obj):
 
 
 def save_png(array, path):
-    """uint8 [H, W] or [H, W, 3] (or a PIL image) as PNG."""
-    img = array if isinstance(array, Image.Image) else Image.fromarray(np.asarray(array, np.uint8))
-    _atomic(path, lambda tmp: img.save(tmp, format="PNG"))
+    """uint8 [H, W], [H, W, 1] or [H, W, 3] (or a PIL image) as PNG."""
+    if not isinstance(array, Image.Image):
+        array = np.asarray(array, np.uint8)
+        array = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
+    _atomic(path, lambda tmp: array.save(tmp, format="PNG"))
+
+
+def partial_folder(root):
+    """ROOT.partial, new and empty, for a folder written there and renamed to ROOT when complete.
+
+    ROOT must not exist (FileExistsError): outputs are never merged into an older folder.
+    """
+    if os.path.exists(root):
+        raise FileExistsError(f"{root} exists; choose a new folder")
+    partial = root.rstrip("/") + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    return partial

@@ -5,9 +5,13 @@ U-Net trained on the train split's ground truth plays that role (it must reach
 0.9 IoU on held-out real images). Composites are segmented at the reference's
 resolution (smaller ones up-sampled, as the paper does 64 -> 128); those where
 it finds no object are skipped and counted; generated masks are binarized at
-0.5 and compared with its masks.
+--threshold (0.5; Labels4Free's Table 2 protocol: 0.9) and compared with its
+masks. Any pair source (`segmenter.pairs`: image, mask) can be scored this way:
+a layered or Labels4Free generator here, latent-direction masks in
+`python -m layered_gan.directions score`.
 
     python -m layered_gan.evaluation.generated --ckpt runs/demo --num 2000
+    python -m layered_gan.evaluation.generated --ckpt runs/l4f_demo --threshold 0.9
 """
 
 import json
@@ -22,11 +26,11 @@ from tqdm import tqdm
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
 from ..paths import cache_dir
-from ..render import composite
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
-from ..segmenter.pairs import layered_noise
+from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
 from .evaluate import evaluate
+from .files import write_json
 from .metrics import iou_per_image
 from .sources import FileSource, SegmenterMasks
 
@@ -61,54 +65,83 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
     return model, iou
 
 
+def synthetic_settings(cfg, ckpt):
+    """The synthetic-dataset settings of a run's config (the reference is trained on their ground truth)."""
+    if not cfg or cfg["data"]["source"] != "synthetic":
+        raise ValueError(f"{ckpt} is not a run on the synthetic dataset; the reference segmenter needs its ground "
+                         "truth")
+    return cfg["data"]["synthetic"]
+
+
 @torch.no_grad()
-def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, device="cpu", progress=True):
-    """Table 1 protocol on `num` unshifted composites of G (its EMA copy). Returns a dict of figures."""
-    gen = torch.Generator().manual_seed(seed)
-    ious, full, soft, means, skipped = [], [], [], [], 0
-    for start in tqdm(range(0, num, batch), desc="scoring composites", disable=not progress):
-        n = min(batch, num - start)
-        layers = G(torch.randn(n, G.z_dim, generator=gen).to(device), noise=layered_noise(G, n, device, gen))
-        x = composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
-        size = reference.resolution
-        if x.shape[-1] != size:
+def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold=0.5, seed=0, progress=True,
+                desc="scoring masks"):
+    """The reference protocol on `num` (image, mask) pairs of a pair source; returns a dict of figures.
+
+    Images are segmented at the reference's resolution (bilinear up- or down-sampling; masks nearest);
+    those where it finds less than `min_area` foreground are skipped and counted. iou: mean foreground
+    IoU of mask > threshold; full_mask_iou: the same for an all-foreground mask (the floor to beat);
+    soft_mask_share: pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    size = reference.resolution
+    ious, full, soft, means, coverage, skipped = [], [], [], [], [], 0
+    for start in tqdm(range(0, num, batch), desc=desc, disable=not progress):
+        pairs = source.sample(min(batch, num - start), generator)
+        x = pairs.image
+        if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        ref = predict(reference, x)[:, 0].numpy() > 0.5
-        mask = F.interpolate(layers.mask, size=size, mode="nearest")[:, 0].cpu().numpy()
-        found = ref.reshape(n, -1).mean(1) >= min_area
+        ref = predict(reference, x)[:, 0].cpu().numpy() > 0.5
+        mask = F.interpolate(pairs.mask.float(), size=size, mode="nearest")[:, 0].cpu().numpy()
+        found = ref.reshape(len(ref), -1).mean(1) >= min_area
         skipped += int((~found).sum())
-        ious.append(iou_per_image(mask[found] > 0.5, ref[found])[0])
-        full.append(iou_per_image(np.ones_like(ref[found]), ref[found])[0])
-        soft.append(((mask > 0.1) & (mask < 0.9)).mean())
-        means.append(mask.mean())
-    ious, full = np.concatenate(ious), np.concatenate(full)
-    return {"composites": num, "scored": int(len(ious)), "skipped_no_object": skipped,
+        if found.any():
+            ious.append(iou_per_image(mask[found] > threshold, ref[found])[0])
+            full.append(iou_per_image(np.ones_like(ref[found]), ref[found])[0])
+        soft.append(((mask > 0.1) & (mask < 0.9)).mean((1, 2)))
+        means.append(mask.mean((1, 2)))
+        coverage.append((mask > threshold).mean((1, 2)))
+    ious, full = (np.concatenate(v or [np.zeros(0)]) for v in (ious, full))
+    return {"images": num, "scored": int(len(ious)), "skipped_no_object": skipped, "threshold": threshold,
             "iou": float(ious.mean()) if len(ious) else 0.0, "full_mask_iou": float(full.mean()) if len(full) else 0.0,
-            "soft_mask_share": float(np.mean(soft)), "mask_mean": float(np.mean(means))}
+            "soft_mask_share": float(np.concatenate(soft).mean()), "mask_mean": float(np.concatenate(means).mean()),
+            "mask_coverage": float(np.concatenate(coverage).mean())}
+
+
+def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, device="cpu", progress=True,
+                    threshold=0.5, truncation=1.0):
+    """Table 1 protocol on `num` unshifted composites of a layered or Labels4Free generator (its EMA copy),
+    their soft masks binarized at `threshold`. Returns a dict of figures (score_masks)."""
+    return score_masks(LayeredGeneratorPairs(G, truncation, None, device), reference, num, batch, min_area,
+                       threshold, seed, progress, desc="scoring composites")
 
 
 @click.command()
-@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator.")
+@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered or Labels4Free generator.")
 @click.option("--num", default=2000, show_default=True, help="Generated composites to score.")
+@click.option("--threshold", default=0.5, show_default=True,
+              help="Binarize generated masks at this value (Labels4Free's Table 2 protocol: 0.9).")
+@click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator.")
 @click.option("--steps", default=1200, show_default=True, help="Training steps of the reference U-Net.")
 @click.option("--out", default=None, help="JSON file for the figures (default: RUN/generated_eval.json).")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, num, steps, out, device):
-    """Score a layered generator's masks against the reference segmenter (synthetic data only)."""
+def main(ckpt, num, threshold, truncation, steps, out, device):
+    """Score a generator's masks against the reference segmenter (runs on the synthetic dataset only)."""
     from ..generate import load_generator
 
     G, cfg = load_generator(ckpt, device)
-    if cfg["data"]["source"] != "synthetic":
-        raise click.BadParameter("this protocol needs a run on the synthetic dataset (its ground truth trains the "
-                                 "reference)", param_hint="--ckpt")
-    reference, ref_iou = train_reference(cfg["data"]["synthetic"], steps=steps, device=device)
+    try:
+        synthetic = synthetic_settings(cfg, ckpt)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ckpt") from None
+    reference, ref_iou = train_reference(synthetic, steps=steps, device=device)
     if ref_iou < 0.9:
         click.echo(f"warning: the reference reaches only {ref_iou:.3f} IoU on held-out images (target 0.9)", err=True)
-    figures = {"reference_test_iou": ref_iou, **score_generated(G, reference, num, device=device)}
-    print(json.dumps(figures, indent=2))
-    out = out or os.path.join(ckpt if os.path.isdir(ckpt) else os.path.dirname(ckpt), "generated_eval.json")
-    with open(out, "w") as fh:
-        json.dump(figures, fh, indent=2)
+    figures = {"reference_test_iou": ref_iou, "truncation": truncation,
+               **score_generated(G, reference, num, device=device, threshold=threshold, truncation=truncation)}
+    click.echo(json.dumps(figures, indent=2))
+    write_json(out or os.path.join(ckpt if os.path.isdir(ckpt) else os.path.dirname(ckpt), "generated_eval.json"),
+               figures)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ confident mask is mostly 0 and 1, a hesitant one peaks in between.
 import io
 import json
 import os
-import shutil
 from typing import NamedTuple
 
 import click
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..evaluation.files import partial_folder, save_png, write_json
 from ..images import to_uint8
 from ..render import composite
 from .filters import default_filters
@@ -49,16 +49,22 @@ def layered_noise(G, n, device, generator):
     return move(G.make_noise(n, "cpu", generator))
 
 
+@torch.no_grad()
+def sample_layers(G, n, generator, truncation=1.0, device="cpu"):
+    """Layers of a layered (or Labels4Free) generator on `device` for n latents, then noise, drawn from
+    `generator` (a CPU torch.Generator) in that order."""
+    z = torch.randn(n, G.z_dim, generator=generator).to(device)
+    return G(z, truncation=truncation, noise=layered_noise(G, n, device, generator))
+
+
 class LayeredGeneratorPairs(PairSource):
     """Unshifted composites of a layered generator with its mask, binarized at `threshold` unless None."""
 
     def __init__(self, G, truncation=1.0, threshold=0.5, device="cpu"):
         self.G, self.truncation, self.threshold, self.device = G, truncation, threshold, device
 
-    @torch.no_grad()
     def sample(self, n, generator):
-        z = torch.randn(n, self.G.z_dim, generator=generator).to(self.device)
-        layers = self.G(z, truncation=self.truncation, noise=layered_noise(self.G, n, self.device, generator))
+        layers = sample_layers(self.G, n, generator, self.truncation, self.device)
         image = composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
         mask = layers.mask if self.threshold is None else (layers.mask > self.threshold).float()
         return Pairs(image, mask, layers.mask)
@@ -105,36 +111,70 @@ def fixed_pairs(source, filters, num, seed, batch=256):
     return Pairs(*(torch.cat(t)[:num].cpu() for t in zip(*chunks)))
 
 
-def export_pairs(stream, num, root, progress=True):
-    """Write `num` pairs as ROOT/images and ROOT/masks LMDBs (PNG values, keys 00000000...), the layout of the
-    synthetic dataset, readable by ImageDataset(images, masks=masks). Written to ROOT.partial, then renamed."""
-    if os.path.exists(root):
-        raise FileExistsError(f"{root} exists; choose a new folder for the exported pairs")
-    partial = root.rstrip("/") + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    envs = {}
-    for part in ("images", "masks"):
-        os.makedirs(os.path.join(partial, part))
-        envs[part] = lmdb.open(os.path.join(partial, part), map_size=1 << 40)
-    bar, written = tqdm(total=num, desc="exporting pairs", unit="pair", disable=not progress), 0
-    while written < num:
-        pairs = stream.next_pairs()
-        images = to_uint8(pairs.image)
-        masks = (pairs.mask[:, 0].cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        with envs["images"].begin(write=True) as ti, envs["masks"].begin(write=True) as tm:
-            for img, mask in zip(images[:num - written], masks):
-                key = f"{written:08d}".encode()
-                for txn, arr in ((ti, img), (tm, mask)):
-                    buf = io.BytesIO()
-                    Image.fromarray(arr).save(buf, format="PNG")
-                    txn.put(key, buf.getvalue())
-                written += 1
-                bar.update()
-    bar.close()
-    for env in envs.values():
-        env.close()
-    with open(os.path.join(partial, "manifest.json"), "w") as fh:
-        json.dump({"pairs": num, "filters": stream.filters.report()}, fh, indent=2)
+def _png_bytes(array):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class _LmdbParts:
+    """ROOT/images and ROOT/masks LMDBs, PNG values under keys 00000000...: the synthetic dataset's layout."""
+
+    def __init__(self, root):
+        self.envs = {}
+        for part in ("images", "masks"):
+            os.makedirs(os.path.join(root, part))
+            self.envs[part] = lmdb.open(os.path.join(root, part), map_size=1 << 40)
+
+    def write(self, start, images, masks):
+        with self.envs["images"].begin(write=True) as ti, self.envs["masks"].begin(write=True) as tm:
+            for i, (image, mask) in enumerate(zip(images, masks), start):
+                ti.put(f"{i:08d}".encode(), _png_bytes(image))
+                tm.put(f"{i:08d}".encode(), _png_bytes(mask))
+
+    def close(self):
+        for env in self.envs.values():
+            env.close()
+
+
+class _PngParts:
+    """ROOT/images/{i:08d}.png and ROOT/masks/{i:08d}.png."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def write(self, start, images, masks):
+        for i, (image, mask) in enumerate(zip(images, masks), start):
+            save_png(image, os.path.join(self.root, "images", f"{i:08d}.png"))
+            save_png(mask, os.path.join(self.root, "masks", f"{i:08d}.png"))
+
+    def close(self):
+        pass
+
+
+EXPORT_FORMATS = {"lmdb": _LmdbParts, "png": _PngParts}
+
+
+def export_pairs(stream, num, root, progress=True, fmt="lmdb"):
+    """Write `num` pairs of a stream as ROOT/images and ROOT/masks, plus ROOT/manifest.json.
+
+    fmt 'lmdb': two LMDBs (PNG values, keys 00000000...), the layout of the synthetic dataset, readable by
+    ImageDataset(images, masks=masks) (`distill --pairs`); 'png': two folders of {i:08d}.png (read the same way).
+    Written to ROOT.partial, then renamed; ROOT must not exist.
+    """
+    partial = partial_folder(root)
+    parts = EXPORT_FORMATS[fmt](partial)
+    written = 0
+    with tqdm(total=num, desc="exporting pairs", unit="pair", disable=not progress) as bar:
+        while written < num:
+            pairs = stream.next_pairs()
+            images = to_uint8(pairs.image)[:num - written]
+            masks = (pairs.mask[:, 0].cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:num - written]
+            parts.write(written, images, masks)
+            written += len(images)
+            bar.update(len(images))
+    parts.close()
+    write_json(os.path.join(partial, "manifest.json"), {"pairs": num, "filters": stream.filters.report()})
     os.replace(partial, root)
     return root
 
@@ -149,8 +189,10 @@ def filter_options(fn):
         click.option("--component-ratio", default=0.2, show_default=True,
                      help="Remove 4-connected components smaller than this x the largest."),
         click.option("--threshold", default=0.5, show_default=True,
-                     help="Binarize generated masks at this value (negative: keep them soft)."),
-        click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator."),
+                     help="Binarize a layered or Labels4Free generator's masks at this value (negative: keep them "
+                          "soft)."),
+        click.option("--truncation", default=1.0, show_default=True,
+                     help="Truncation psi of a layered or Labels4Free generator (a directions file keeps its own)."),
     ]
     for option in reversed(options):
         fn = option(fn)
