@@ -30,6 +30,8 @@ def project(G, target, steps=500, lr=0.05, ws=None, noise=None, D=None, feature_
             progress=False):
     """Optimize W+ latents so that G.synthesis(ws, noise) matches `target` [B, 3, R, R] (in [-1, 1]).
 
+    G: a StyleGAN2 Generator, or anything with its `synthesis`, `n_latent` and `w_avg` ([w_dim], or one per
+    slot [n_latent, w_dim]): networks.encoder.LayeredSynthesis (a layered generator's composite).
     ws: the starting latents (default: G.w_avg in every slot). noise: fixed noise (default zeros).
     plus=False optimizes one w per image (W space: the starting latents' first slot, repeated).
     D with feature_weight > 0 adds feature_weight x the L1 distance of D's block inputs
@@ -43,7 +45,7 @@ def project(G, target, steps=500, lr=0.05, ws=None, noise=None, D=None, feature_
         raise ValueError("feature_weight > 0 needs a discriminator D")
     target, batch, device = target.detach(), target.shape[0], target.device
     if ws is None:
-        ws = G.w_avg.detach()[None, None].repeat(batch, G.n_latent, 1)
+        ws = G.w_avg.detach().expand(batch, G.n_latent, -1)
     ws = ws.detach().clone().to(device)
     ws = (ws if plus else ws[:, :1]).requires_grad_(True)
     noise = zero_noise(G, batch, device) if noise is None else noise

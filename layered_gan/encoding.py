@@ -1,0 +1,423 @@
+"""Segment real images by inverting a frozen layered generator (PerturbGAN, Bielski & Favaro 2019, sec. 3.3).
+
+An encoder (networks/encoder.py) maps an image x to the generator's W+ styles so that the composite x_E
+reproduces it (eq. 7: |x_E - x|_1 + |D_feat(x_E) - D_feat(x)|^2 with the discriminator's 8x8 features);
+the generator's mask for those styles is x's segmentation. As in the paper's "Segmenting real images", a
+separate encoder is trained per chunk of images (100; 1 000 Adam steps, lr 1e-4, betas (0.9, 0.999));
+`amortized` trains one encoder on the whole set and saves it, `encoder` applies a saved one without training,
+and `refine_steps` continues each image's codes by projection (projection.py).
+
+Chunks are independent: under torchrun each rank takes chunks rank, rank + world, ...; each finished chunk
+leaves OUT/chunks/NNNNN.json (written last, atomically), so a rerun resumes at the first unfinished chunk.
+Whichever process finishes the last chunk writes the contact sheet, summary.json and, with ground truth,
+the evaluation (the paper's Table 2: ours, full mask, centre prior, GrabCut on the same images).
+"""
+
+import json
+import os
+import time
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.dataset import to_tensor
+from .data.readers import DecodeError
+from .evaluation.baselines import METHODS, baseline
+from .evaluation.evaluate import MatchError, evaluate, open_source, report
+from .evaluation.files import save_png, write_json
+from .evaluation.sources import FileSource, MaskFunction
+from .images import to_uint8
+from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
+from .projection import project, zero_noise
+from .segmenter.segment import overlay
+from .training.loop import build_models
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+IMAGE_PARTS = ("reconstructions", "backgrounds", "foregrounds")  # at the generator's resolution
+MASK_PARTS = ("masks", "soft", "overlays")  # at the image's own size
+
+
+def load_layered_run(ckpt, device="cpu", discriminator=True):
+    """(LayeredSynthesis of a PerturbGAN run's EMA generator, its discriminator or None, the config), frozen."""
+    path = os.path.join(ckpt, "checkpoint.pt") if os.path.isdir(ckpt) else ckpt
+    state = load_checkpoint(path, device)
+    cfg = state.get("config") if isinstance(state, dict) else None
+    mode = cfg.get("mode") if isinstance(cfg, dict) else None
+    if mode != "perturb" or "G_ema" not in state:
+        what = f"a {mode!r} run" if mode else "not a training run of this toolkit"
+        raise ValueError(f"{ckpt} holds no layered generator ({what}); the encoder inverts the layered generator "
+                         "of a PerturbGAN run (config mode 'perturb'), not a Labels4Free or plain StyleGAN2 one")
+    if discriminator and "D" not in state:
+        raise ValueError(f"{ckpt} has no discriminator 'D' for the feature loss (use a feature weight of 0)")
+    G, D = build_models(cfg)
+    G.load_state_dict(state["G_ema"])
+    G = G.to(device).eval().requires_grad_(False)
+    if discriminator:
+        D.load_state_dict(state["D"])
+        D = D.to(device).eval().requires_grad_(False)
+    return LayeredSynthesis(G), D if discriminator else None, cfg
+
+
+class ReconstructionLoss:
+    """PerturbGAN eq. 7 per image: l1_weight x mean |x_E - x| + feature_weight x mean (D_feat(x_E) - D_feat(x))^2,
+    D_feat the discriminator's features at `feature_size` (its 8x8 map); zero noise in the generator."""
+
+    def __init__(self, synthesis, D=None, l1_weight=1.0, feature_weight=1.0, feature_size=8):
+        if feature_weight and D is None:
+            raise ValueError("feature_weight > 0 needs the discriminator")
+        self.synthesis, self.D = synthesis, D
+        self.l1_weight, self.feature_weight, self.feature_size = l1_weight, feature_weight, feature_size
+
+    def features(self, images):
+        return self.D(images, return_features=True)[1][self.feature_size]
+
+    def __call__(self, ws, target):
+        image = self.synthesis(ws, zero_noise(self.synthesis, len(ws), ws.device))
+        loss = self.l1_weight * (image - target).abs().mean((1, 2, 3))
+        if self.feature_weight:
+            with torch.no_grad():
+                wanted = self.features(target)
+            loss = loss + self.feature_weight * (self.features(image) - wanted).pow(2).mean((1, 2, 3))
+        return loss
+
+
+def train_encoder(encoder, loss, sample, steps=1000, lr=1e-4, betas=(0.9, 0.999), bar=None):
+    """Adam on the encoder (the paper's schedule), one minibatch `sample()` per step; returns the loss curve."""
+    opt = torch.optim.Adam(encoder.parameters(), lr=lr, betas=betas)
+    encoder.train()
+    curve = []
+    for step in range(steps):
+        target = sample()
+        value = loss(encoder(target), target).mean()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        curve.append(value.item())
+        if bar is not None and (step % 50 == 0 or step == steps - 1):
+            bar.set_postfix(step=f"{step + 1}/{steps}", loss=f"{curve[-1]:.4f}")
+    return curve
+
+
+@torch.no_grad()
+def encode(encoder, images, batch=64):
+    """W+ codes of images [N, 3, R, R] (batch norm in inference mode)."""
+    encoder.eval()
+    return torch.cat([encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+class View:
+    """What the generator sees of an image: squashed to a square of org_to_crop x R (the aspect ratio is not kept,
+    as PerturbGAN feeds real images), centre crop R; masks go back into the crop's place (background outside it)
+    and to the image's size."""
+
+    def __init__(self, resolution, org_to_crop=1.0):
+        self.resolution = resolution
+        self.side = max(resolution, round(org_to_crop * resolution))
+        self.offset = (self.side - resolution) // 2
+
+    def image(self, img):
+        """PIL image -> tensor [3, R, R] in [-1, 1]."""
+        o, r = self.offset, self.resolution
+        return to_tensor(img.convert("RGB").resize((self.side, self.side), Image.BICUBIC).crop((o, o, o + r, o + r)))
+
+    def mask(self, mask, size):
+        """Mask [R, R] -> float numpy [H, W] for size (W, H), bilinear."""
+        canvas = mask.new_zeros(1, 1, self.side, self.side)
+        canvas[..., self.offset:self.offset + self.resolution, self.offset:self.offset + self.resolution] = mask
+        return F.interpolate(canvas, size=size[::-1], mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+
+
+class Names:
+    """A source restricted to some of its names."""
+
+    def __init__(self, source, names):
+        self.source, self.names = source, sorted(names)
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
+def read_images(source, names):
+    """({name: PIL image} of the readable ones, {name: why not} of the others)."""
+    images, failed = {}, {}
+    for name in names:
+        try:
+            images[name] = source.image(name)
+        except (DecodeError, OSError, KeyError) as exc:
+            failed[name] = str(exc)
+    return images, failed
+
+
+def chunk_marker(out, index):
+    return os.path.join(out, "chunks", f"{index:05d}.json")
+
+
+def write_outputs(out, name, img, view, layers, threshold):
+    """The per-image files: masks/ (0/255), soft/ (grey levels), overlays/ at the image's size; reconstructions/,
+    backgrounds/, foregrounds/ at the generator's."""
+    prob = view.mask(layers.mask[None].cpu(), img.size)
+    save_png((prob > threshold).astype(np.uint8) * 255, os.path.join(out, "masks", name + ".png"))
+    save_png((prob * 255).round().astype(np.uint8), os.path.join(out, "soft", name + ".png"))
+    save_png(overlay(np.asarray(img.convert("RGB")), prob > threshold), os.path.join(out, "overlays", name + ".png"))
+    recon = layers.background + layers.mask * (layers.foreground - layers.background)
+    for part, tensor in zip(IMAGE_PARTS, (recon, layers.background, layers.foreground)):
+        save_png(to_uint8(tensor[None])[0], os.path.join(out, part, name + ".png"))
+
+
+class Settings(dict):
+    """What an output folder was made with; a rerun must match it to resume."""
+
+    def check(self, out):
+        path = os.path.join(out, "settings.json")
+        if os.path.isfile(path):
+            with open(path) as fh:
+                found = json.load(fh)
+            differ = sorted(k for k in set(found) | set(self) if found.get(k) != self.get(k))
+            if differ:
+                raise click.UsageError(f"{out} holds a run with other settings ({', '.join(differ)}); "
+                                       "choose a new --out or the same options to resume")
+        else:
+            write_json(path, dict(self))
+
+
+def process_chunk(index, names, source, view, loss, out, args, encoder=None, bar=None):
+    """Encode one chunk (training its own encoder unless one is given), write its files and its marker."""
+    start = time.time()
+    images, failed = read_images(source, names)
+    for name, why in failed.items():
+        tqdm.write(f"unreadable, skipped: {name}: {why}")
+    record = {"names": sorted(images), "unreadable": failed, "curve": [], "losses": {}}
+    if images:
+        device = next(loss.synthesis.parameters()).device
+        targets = torch.stack([view.image(images[n]) for n in record["names"]]).to(device)
+        if encoder is None:
+            torch.manual_seed(args["seed"] * 1_000_003 + index)
+            encoder = build_encoder(loss.synthesis, args["width"], args["offsets"]).to(device)
+            gen = torch.Generator().manual_seed(args["seed"] * 1_000_003 + index)
+            record["curve"] = train_encoder(
+                encoder, loss, lambda: targets[torch.randint(len(targets), (args["batch"],), generator=gen)],
+                args["steps"], args["lr"], bar=bar)[::10]
+        ws = encode(encoder, targets, args["batch"])
+        if args["refine_steps"]:
+            result = project(loss.synthesis, targets, args["refine_steps"], args["refine_lr"], ws=ws, D=loss.D,
+                             feature_weight=args["refine_feature_weight"])
+            ws = result.ws
+            record["refine_l1"] = {"first": result.losses[0].mean().item(), "last": result.losses[-1].mean().item()}
+        with torch.no_grad():
+            per_image = loss(ws, targets)
+            layers = loss.synthesis.layers(ws, zero_noise(loss.synthesis, len(ws), device))
+        for i, name in enumerate(record["names"]):
+            write_outputs(out, name, images[name], view, type(layers)(*(t[i] for t in layers)), args["threshold"])
+            record["losses"][name] = per_image[i].item()
+        save_checkpoint({"names": record["names"], "ws": ws.cpu()}, os.path.join(out, "chunks", f"{index:05d}.pt"))
+    record["seconds"] = time.time() - start
+    write_json(chunk_marker(out, index), record)
+    return record
+
+
+def contact_sheet(out, source, view, names, tile=96):
+    """Rows: the first images; columns: input view, reconstruction, background, foreground, soft mask, overlay."""
+    columns = ["input", *IMAGE_PARTS, "soft", "overlays"]
+    sheet = Image.new("RGB", (len(columns) * tile, len(names) * tile))
+    for r, name in enumerate(names):
+        tiles = [Image.fromarray(to_uint8(view.image(source.image(name))[None])[0])]
+        tiles += [Image.open(os.path.join(out, part, name + ".png")).convert("RGB") for part in columns[1:]]
+        for c, t in enumerate(tiles):
+            sheet.paste(t.resize((tile, tile), Image.BICUBIC), (c * tile, r * tile))
+    save_png(sheet, os.path.join(out, "contact_sheet.png"))
+
+
+def score(out, names, images, gt, methods, echo):
+    """The encoder's soft masks and baselines on the same images against ground truth: OUT/eval/METHOD/ and
+    OUT/eval/table.json (PerturbGAN Table 2)."""
+    gt = Names(gt, set(gt.names) & set(names))
+    images = Names(images, names)
+    summaries = {}
+    for method in ("encoder",) + tuple(methods):
+        try:
+            pred = FileSource(os.path.join(out, "soft")) if method == "encoder" else MaskFunction(images,
+                                                                                                   baseline(method))
+        except ImportError as exc:
+            echo(f"{method} skipped: {exc}")
+            continue
+        echo(f"\n== {method}")
+        result = evaluate(Names(pred, names) if method == "encoder" else pred, gt, progress=False)
+        result.update(method=method)
+        report(result, os.path.join(out, "eval", method), pred, gt, images, echo=echo)
+        summaries[method] = result["summary"]
+    write_json(os.path.join(out, "eval", "table.json"), summaries)
+    echo(f"\n{'method':10s} {'fg IoU/img':>11s} {'mIoU/img':>9s} {'fg IoU all':>11s} {'maxFb/img':>10s}")
+    for method, s in summaries.items():
+        echo(f"{method:10s} {s['per_image']['fg_iou']:11.4f} {s['per_image']['miou']:9.4f} "
+             f"{s['all_pixels']['fg_iou']:11.4f} {s['per_image']['max_fbeta']:10.4f}")
+    return summaries
+
+
+def finish(out, source, view, chunks, gt, methods, sheet, echo):
+    """After the last chunk: summary.json, the contact sheet and, with ground truth, the evaluation."""
+    records = []
+    for index in range(len(chunks)):
+        with open(chunk_marker(out, index)) as fh:
+            records.append(json.load(fh))
+    names = [n for r in records for n in r["names"]]
+    unreadable = {k: v for r in records for k, v in r["unreadable"].items()}
+    losses = [v for r in records for v in r["losses"].values()]
+    seconds = sum(r["seconds"] for r in records)
+    summary = {"images": len(names), "unreadable": unreadable, "chunks": len(chunks),
+               "mean_loss": float(np.mean(losses)) if losses else None, "seconds": seconds,
+               "seconds_per_image": seconds / max(1, len(names))}
+    if names:
+        contact_sheet(out, source, view, names[:sheet])
+    if unreadable:
+        echo(f"{len(unreadable)} unreadable images skipped (listed in summary.json): {', '.join(list(unreadable)[:5])}")
+    if gt is not None and names:
+        summary["eval"] = score(out, names, source, gt, methods, echo)
+    write_json(os.path.join(out, "summary.json"), summary)
+    echo(f"{len(names)} images encoded in {seconds:.0f} s ({summary['seconds_per_image']:.2f} s/image); "
+         f"masks in {os.path.join(out, 'masks')}, contact sheet {os.path.join(out, 'contact_sheet.png')}")
+    return summary
+
+
+def amortized_encoder(path, loss, source, names, view, args, device, bar=None):
+    """The encoder saved at `path`, else one trained on minibatches drawn from all `names`, then saved there."""
+    if os.path.isfile(path):
+        return load_encoder(path, loss.synthesis, device)
+    torch.manual_seed(args["seed"])
+    encoder = build_encoder(loss.synthesis, args["width"], args["offsets"]).to(device)
+    gen = torch.Generator().manual_seed(args["seed"])
+
+    def sample():
+        picked = [names[i] for i in torch.randint(len(names), (args["batch"],), generator=gen)]
+        drawn, _ = read_images(source, set(picked))
+        return torch.stack([view.image(drawn[n]) for n in picked if n in drawn]).to(device)
+
+    curve = train_encoder(encoder, loss, sample, args["steps"], args["lr"], bar=bar)
+    save_checkpoint({"encoder": encoder.state_dict(), "hparams": encoder.hparams(), "curve": curve[::10]}, path)
+    return encoder
+
+
+def load_encoder(path, synthesis, device="cpu"):
+    """A saved encoder, checked against the generator it is to drive."""
+    state = load_checkpoint(path, device)
+    h = state["hparams"]
+    wanted = {"resolution": synthesis.resolution, "n_styles": synthesis.n_latent, "w_dim": synthesis.w_dim}
+    if any(h[k] != v for k, v in wanted.items()):
+        raise ValueError(f"encoder {path} was made for {h} but the generator needs {wanted}")
+    encoder = Encoder(h["resolution"], h["n_styles"], h["w_dim"], h["width"])
+    encoder.load_state_dict(state["encoder"])
+    return encoder.to(device).eval()
+
+
+def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batch=32, l1_weight=1.0,
+        feature_weight=1.0, feature_size=8, offsets=True, width=64, amortized=False, encoder_path=None, refine_steps=0,
+        refine_lr=0.01, refine_feature_weight=0.0, org_to_crop=1.0, threshold=0.5, methods=("full", "centre", "grabcut"),
+        sheet=16, seed=0, ckpt=None, rank=0, world=1, progress=True, echo=print):
+    """Encode every image of `source` (an evaluation source: names, image(name)) into OUT with the layered
+    generator `synthesis` (and D, for the feature loss) of load_layered_run; see the module doc. Returns the
+    summary when this process finished the last chunk, else None."""
+    device = next(synthesis.parameters()).device
+    loss = ReconstructionLoss(synthesis, D, l1_weight, feature_weight, feature_size)
+    view = View(synthesis.resolution, org_to_crop)
+    names = list(source.names)
+    args = dict(steps=steps, lr=lr, batch=batch, width=width, offsets=offsets, seed=seed, threshold=threshold,
+                refine_steps=refine_steps, refine_lr=refine_lr, refine_feature_weight=refine_feature_weight)
+    Settings(ckpt=ckpt and os.path.abspath(ckpt), images=len(names), first=names[:1], chunk=chunk, l1_weight=l1_weight,
+             feature_weight=feature_weight, feature_size=feature_size, org_to_crop=org_to_crop, amortized=amortized,
+             encoder=encoder_path and os.path.abspath(encoder_path), **args).check(out)
+    chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
+    mine = [i for i in range(rank, len(chunks), world) if not os.path.isfile(chunk_marker(out, i))]
+    encoder = None
+    with tqdm(total=sum(len(chunks[i]) for i in mine), desc="encoding", unit="img", disable=not progress) as bar:
+        if encoder_path:
+            try:
+                encoder = load_encoder(encoder_path, synthesis, device)
+            except (ValueError, FileNotFoundError, KeyError) as exc:
+                raise click.BadParameter(str(exc), param_hint="--encoder") from None
+        elif amortized:
+            path = os.path.join(out, "encoder.pt")
+            if world > 1 and not os.path.isfile(path):
+                raise click.UsageError(f"train the amortized encoder in one process first; then run on several "
+                                       f"with --encoder {path}")
+            encoder = amortized_encoder(path, loss, source, names, view, args, device, bar)
+        for i in mine:
+            bar.set_description(f"chunk {i + 1}/{len(chunks)}")
+            process_chunk(i, chunks[i], source, view, loss, out, args, encoder, bar)
+            bar.update(len(chunks[i]))
+    if all(os.path.isfile(chunk_marker(out, i)) for i in range(len(chunks))):
+        return finish(out, source, view, chunks, gt, methods, sheet, echo)
+    return None
+
+
+@click.command()
+@click.option("--ckpt", required=True, help="PerturbGAN run folder or checkpoint (EMA generator and D).")
+@click.option("--images", default=None, help="Images: a folder (any sizes, sub-folders kept) or an LMDB.")
+@click.option("--out", required=True, help="Output folder (rerun with the same options to resume).")
+@click.option("--gt", default=None, help="Ground-truth masks with the images' names: evaluation + baselines.")
+@click.option("--synthetic-test", type=click.IntRange(min=1), default=None,
+              help="Instead of --images/--gt: the first N held-out images of the run's synthetic dataset.")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (by name).")
+@click.option("--chunk", default=100, show_default=True, help="Images per encoder (the paper's 100).")
+@click.option("--steps", default=1000, show_default=True, help="Adam steps per encoder.")
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=2),
+              help="Minibatch drawn (with replacement) from the chunk each step.")
+@click.option("--l1-weight", default=1.0, show_default=True)
+@click.option("--feature-weight", default=1.0, show_default=True,
+              help="Weight of the squared distance of D's features (0: no discriminator needed).")
+@click.option("--feature-size", default=8, show_default=True, help="D feature map used (its 8x8 one).")
+@click.option("--offsets/--absolute", default=True, show_default=True,
+              help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
+@click.option("--width", default=64, show_default=True, help="Encoder width (ResNet-18: 64).")
+@click.option("--amortized", is_flag=True, help="One encoder on all images (saved as OUT/encoder.pt), then apply it.")
+@click.option("--encoder", "encoder_path", default=None, help="Apply a saved encoder.pt without training.")
+@click.option("--refine-steps", default=0, show_default=True, help="Projection steps from the encoder's codes.")
+@click.option("--refine-lr", default=0.01, show_default=True)
+@click.option("--refine-feature-weight", default=0.0, show_default=True, help="Projection's D-feature L1 weight.")
+@click.option("--org-to-crop", default=1.0, show_default=True,
+              help="Squash to a square of this x the resolution, then centre crop (1.125: the training crops).")
+@click.option("--threshold", default=0.5, show_default=True, help="Binary masks: soft mask > threshold.")
+@click.option("--baseline", "methods", multiple=True, type=click.Choice(METHODS),
+              default=("full", "centre", "grabcut"), show_default=True, help="Baselines scored with --gt.")
+@click.option("--sheet", default=16, show_default=True, help="Images in the contact sheet.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default=DEVICE, show_default=True)
+def main(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder_path, device, **options):
+    """Segment images by encoding them into a PerturbGAN run's layered generator (PerturbGAN sec. 3.3)."""
+    if bool(synthetic_test) == bool(images):
+        raise click.UsageError("give --images (and optionally --gt) or --synthetic-test N")
+    if amortized and encoder_path:
+        raise click.UsageError("--amortized trains an encoder, --encoder applies one: give one of them")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    try:
+        synthesis, D, cfg = load_layered_run(ckpt, device, bool(options["feature_weight"]
+                                                                or options["refine_feature_weight"]))
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--ckpt") from None
+    if synthetic_test:
+        from .distill import real_sources  # the run's synthetic held-out split, images and masks paired
+
+        sources = real_sources(cfg, None, None)
+        if sources is None:
+            raise click.UsageError(f"{ckpt} was not trained on the synthetic dataset; give --images and --gt")
+        source, gt_source, max_images = *sources, synthetic_test
+    else:
+        source = open_source(images, "--images")
+        gt_source = open_source(gt, "--gt") if gt else None
+    if max_images:
+        source = Names(source, source.names[:max_images])
+    try:
+        run(synthesis, D, source, out, gt_source, amortized=amortized, encoder_path=encoder_path, ckpt=ckpt,
+            rank=rank, world=world, echo=click.echo, **options)
+    except MatchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()
