@@ -34,6 +34,7 @@ from .evaluation.sources import FileSource, MaskFunction
 from .images import to_uint8
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
+from .render import composite
 from .segmenter.segment import overlay
 from .training.loop import build_models
 
@@ -164,7 +165,7 @@ def write_outputs(out, name, img, view, layers, threshold):
     save_png((prob > threshold).astype(np.uint8) * 255, os.path.join(out, "masks", name + ".png"))
     save_png((prob * 255).round().astype(np.uint8), os.path.join(out, "soft", name + ".png"))
     save_png(overlay(np.asarray(img.convert("RGB")), prob > threshold), os.path.join(out, "overlays", name + ".png"))
-    recon = layers.background + layers.mask * (layers.foreground - layers.background)
+    recon = composite(layers.background, layers.foreground, layers.mask)
     for part, tensor in zip(IMAGE_PARTS, (recon, layers.background, layers.foreground)):
         save_png(to_uint8(tensor[None])[0], os.path.join(out, part, name + ".png"))
 
@@ -308,8 +309,9 @@ def load_encoder(path, synthesis, device="cpu"):
     wanted = {"resolution": synthesis.resolution, "n_styles": synthesis.n_latent, "w_dim": synthesis.w_dim}
     if any(h[k] != v for k, v in wanted.items()):
         raise ValueError(f"encoder {path} was made for {h} but the generator needs {wanted}")
-    encoder = Encoder(h["resolution"], h["n_styles"], h["w_dim"], h["width"])
-    encoder.load_state_dict(state["encoder"])
+    encoder = Encoder(h["resolution"], h["n_styles"], h["w_dim"], h["width"],
+                      torch.zeros(h["n_styles"], h["w_dim"]) if h["offsets"] else None)
+    encoder.load_state_dict(state["encoder"])  # w_avg included
     return encoder.to(device).eval()
 
 
@@ -388,7 +390,7 @@ def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batc
 @click.option("--device", default=DEVICE, show_default=True)
 def main(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder_path, device, **options):
     """Segment images by encoding them into a PerturbGAN run's layered generator (PerturbGAN sec. 3.3)."""
-    if bool(synthetic_test) == bool(images):
+    if bool(synthetic_test) == bool(images) or (synthetic_test and gt):
         raise click.UsageError("give --images (and optionally --gt) or --synthetic-test N")
     if amortized and encoder_path:
         raise click.UsageError("--amortized trains an encoder, --encoder applies one: give one of them")

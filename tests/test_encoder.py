@@ -13,7 +13,7 @@ from layered_gan.config import load_config
 from layered_gan.data.synthetic import build_synthetic
 from layered_gan.encoding import (ReconstructionLoss, View, encode, load_layered_run, main, run, train_encoder)
 from layered_gan.evaluation.sources import FileSource
-from layered_gan.networks.encoder import Encoder, LayeredSynthesis, build_encoder, style_count
+from layered_gan.networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from layered_gan.networks.layered import LayeredGenerator
 from layered_gan.projection import zero_noise
 from layered_gan.training.loop import build_models
@@ -61,8 +61,10 @@ def invoke(args):
                                                            (64, "two", 20), (64, "single", 10)])
 def test_style_count_is_derived_from_the_generator(resolution, variant, expected):
     G = LayeredGenerator(resolution, 8, 8, 1, channels={r: 4 for r in (4, 8, 16, 32, 64)}, variant=variant)
-    assert style_count(G) == expected  # 2 log2(R) - 2 per synthesis network: 20 at 64 px (the paper's 20 x 512)
-    encoder = build_encoder(LayeredSynthesis(G), width=4)
+    synthesis = LayeredSynthesis(G)
+    assert synthesis.n_latent == expected  # 2 log2(R) - 2 per synthesis network: 20 at 64 px (the paper's 20 x 512)
+    assert synthesis(synthesis.w_avg[None], zero_noise(synthesis, 1, "cpu")).shape == (1, 3, resolution, resolution)
+    encoder = build_encoder(synthesis, width=4)
     assert encoder(torch.randn(2, 3, resolution, resolution)).shape == (2, expected, 8)
 
 
@@ -186,6 +188,12 @@ def test_amortized_encoder_is_saved_and_applied_without_training(run_dir, tmp_pa
     invoke(["--ckpt", run_dir, "--images", image_folder(tmp_path / "a", {f"a{i}": (16, 16) for i in range(4)}),
             "--out", train_out, "--amortized", "--chunk", 3, *FAST])
     assert (train_out / "encoder.pt").is_file() and (train_out / "masks" / "a3.png").is_file()
+    synthesis, _, _ = load_layered_run(run_dir, discriminator=False)
+    saved = encoding.load_encoder(str(train_out / "encoder.pt"), synthesis)
+    view = View(16)
+    x = torch.stack([view.image(Image.open(tmp_path / "a" / f"a{i}.png")) for i in (0, 3)])
+    codes = torch.cat([torch.load(train_out / "chunks" / f"{i:05d}.pt")["ws"][k:k + 1] for i, k in ((0, 0), (1, 0))])
+    assert saved.hparams()["offsets"] and torch.allclose(encode(saved, x), codes, atol=1e-5)  # the same encoder
 
     def no_training(*args, **kwargs):
         raise AssertionError("an applied encoder must not be trained")

@@ -67,11 +67,6 @@ class LayeredSynthesis(nn.Module):
         return composite(layers.background, layers.foreground, layers.mask)
 
 
-def style_count(G):
-    """W+ vectors a layered generator reads: 2 log2(R) - 2 per synthesis network."""
-    return LayeredSynthesis(G).n_latent
-
-
 class BasicBlock(nn.Module):
     """ResNet basic block: two 3x3 convs with batch norm, identity or 1x1 projection shortcut."""
 
