@@ -317,8 +317,8 @@ def load_encoder(path, synthesis, device="cpu"):
 
 def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batch=32, l1_weight=1.0,
         feature_weight=1.0, feature_size=8, offsets=True, width=64, amortized=False, encoder_path=None, refine_steps=0,
-        refine_lr=0.01, refine_feature_weight=0.0, org_to_crop=1.0, threshold=0.5, methods=("full", "centre", "grabcut"),
-        sheet=16, seed=0, ckpt=None, rank=0, world=1, progress=True, echo=print):
+        refine_lr=0.01, refine_feature_weight=0.0, org_to_crop=1.0, threshold=0.5,
+        methods=("full", "centre", "grabcut"), sheet=16, seed=0, ckpt=None, rank=0, world=1, progress=True, echo=print):
     """Encode every image of `source` (an evaluation source: names, image(name)) into OUT with the layered
     generator `synthesis` (and D, for the feature loss) of load_layered_run; see the module doc. Returns the
     summary when this process finished the last chunk, else None."""
