@@ -286,6 +286,7 @@ def test_score_on_a_synthetic_run(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     figures = json.load(open(tmp_path / "dirs" / "score_each.json"))
     assert [r["name"] for r in figures["rows"]] == ["random0", "random1"] and figures["rows"][0]["images"] == 4
+    assert 0 <= figures["rows"][0]["full_mask_iou"] <= 1  # the generated-masks protocol's figures, from one loop
     assert figures["best"]["iou"] == max(r["iou"] for r in figures["rows"])
 
 

@@ -203,6 +203,13 @@ def disc_set(n=4, size=16):
     return torch.tensor(np.stack(images), dtype=torch.float32), torch.tensor(np.stack(masks), dtype=torch.float32)
 
 
+def test_repeat_refuses_a_loader_with_no_batch():
+    assert [b for _, b in zip(range(5), repeat([1, 2]))] == [1, 2, 1, 2, 1]
+    loader = torch.utils.data.DataLoader(list(range(3)), batch_size=4, drop_last=True)  # 3 examples: no full batch
+    with pytest.raises(ValueError, match="fewer examples than one batch"):
+        next(repeat(loader))
+
+
 def test_unet_overfits_a_tiny_set():
     torch.manual_seed(0)
     x, y = disc_set()

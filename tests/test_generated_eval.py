@@ -1,6 +1,10 @@
+import json
+
 import pytest
 import torch
+from click.testing import CliRunner
 
+from layered_gan.evaluation.generated import main as generated_main
 from layered_gan.evaluation.generated import score_generated, train_reference
 from layered_gan.networks.layered import Layers
 from layered_gan.networks.unet import UNet
@@ -10,16 +14,16 @@ class DiscGenerator(torch.nn.Module):
     """Draws a white disc on black; reports the disc as its mask, moved right by `offset` pixels.
 
     Background and foreground both show the disc, so the composite does not depend on the mask.
-    empty_every: every k-th sample draws nothing.
+    empty_every: every k-th sample draws nothing; level: the mask's value on the disc (soft below 1).
     """
 
     z_dim = 4
 
-    def __init__(self, offset=0, empty_every=0):
+    def __init__(self, offset=0, empty_every=0, level=1.0):
         super().__init__()
         yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
         self.disc = ((yy - 8) ** 2 + (xx - 8) ** 2 <= 16).float()[None, None]
-        self.offset, self.empty_every = offset, empty_every
+        self.offset, self.empty_every, self.level = offset, empty_every, level
 
     def make_noise(self, n, device, gen):
         return None
@@ -29,7 +33,7 @@ class DiscGenerator(torch.nn.Module):
         if self.empty_every:
             disc[:: self.empty_every] = 0
         image = (disc * 2 - 1).expand(-1, 3, -1, -1)
-        return Layers(image, image, torch.roll(disc, self.offset, dims=3))
+        return Layers(image, image, torch.roll(disc, self.offset, dims=3) * self.level)
 
 
 class Oracle(torch.nn.Module):
@@ -53,6 +57,48 @@ def test_protocol_scores_perfect_masks_and_counts_skipped():
 def test_protocol_penalizes_misplaced_masks():
     figures = score_generated(DiscGenerator(offset=3), Oracle(), num=8, batch=8, progress=False)
     assert 0.2 < figures["iou"] < 0.8 and figures["scored"] == 8
+
+
+def test_masks_are_binarized_at_the_threshold():
+    G = DiscGenerator(level=0.8)  # a soft mask of 0.8 on the disc
+    at_half = score_generated(G, Oracle(), num=4, batch=4, progress=False)
+    at_l4f = score_generated(G, Oracle(), num=4, batch=4, progress=False, threshold=0.9)
+    assert at_half["threshold"] == 0.5 and at_half["iou"] == pytest.approx(1.0)
+    assert at_half["mask_coverage"] == pytest.approx(float(G.disc.mean()), abs=0.02)
+    assert at_l4f["threshold"] == 0.9 and at_l4f["iou"] == 0.0 and at_l4f["mask_coverage"] == 0.0
+    assert at_l4f["scored"] == 4 and at_l4f["mask_mean"] == pytest.approx(at_half["mask_mean"])
+
+
+def test_command_scores_a_labels4free_run_at_its_threshold(tmp_path, monkeypatch):
+    from layered_gan.checkpoint import save_checkpoint
+    from layered_gan.config import load_config
+    from layered_gan.data.synthetic import build_synthetic
+    from layered_gan.networks import Discriminator, Generator
+    from layered_gan.networks.port import save_port
+    from layered_gan.training.labels4free import Labels4Free
+
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(1)
+    G = Generator(16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 6, 16: 4})
+    save_port(str(tmp_path / "g.pt"), G, Discriminator(16, channels={16: 4, 8: 4, 4: 4}))
+    cfg = load_config("l4f_demo", [f"model.ckpt={tmp_path / 'g.pt'}", "model.resolution=16", "model.channel_base=64",
+                                   "model.channel_max=4", "labels4free.alpha_width=4",
+                                   'data.synthetic={"resolution": 32, "count": 32, "test_count": 4, "seed": 0}'])
+    build_synthetic(**cfg["data"]["synthetic"], workers=1, progress=False)  # in-process: no worker start-up
+    net, _ = Labels4Free(cfg).build()
+    with torch.no_grad():
+        net.alpha.to_alpha.weight.mul_(30)  # alphas spread over (0, 1)
+    save_checkpoint({"config": cfg, "G_ema": net.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
+    figures = {}
+    for threshold in ("0.5", "0.9"):
+        out = tmp_path / f"eval{threshold}.json"
+        result = CliRunner().invoke(generated_main, ["--ckpt", str(tmp_path / "run"), "--num", "6", "--steps", "2",
+                                                     "--threshold", threshold, "--out", str(out), "--device", "cpu"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        figures[threshold] = json.load(open(out))
+    assert figures["0.9"]["threshold"] == 0.9 and figures["0.9"]["images"] == 6
+    assert figures["0.9"]["mask_mean"] == pytest.approx(figures["0.5"]["mask_mean"])  # the same composites
+    assert figures["0.9"]["mask_coverage"] < figures["0.5"]["mask_coverage"]
 
 
 def test_reference_unet_trains_and_is_cached(tmp_path, monkeypatch):

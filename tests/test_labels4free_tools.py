@@ -93,8 +93,10 @@ def test_sample_writes_aligned_tuples_and_the_same_pairs_as_lmdb(run, tmp_path):
                 Image.open(out / part / f"{name}.png").convert("RGB")))
     image, mask = ImageDataset(str(out / "images"), 16, crop="center", masks=str(out / "masks"))[0]  # distill --pairs
     assert image.shape == (3, 16, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
-    result = CliRunner().invoke(l4f, ["sample", "--ckpt", str(run / "run"), "--num", "1", "--out", str(out)])
-    assert result.exit_code != 0 and "--out" in result.output and "exists" in result.output
+    for existing, flags in ((out, []), (lmdb_out, ["--lmdb"])):
+        result = CliRunner().invoke(l4f, ["sample", "--ckpt", str(run / "run"), "--num", "1", "--out", str(existing)]
+                                    + flags)
+        assert result.exit_code == 2 and "--out" in result.output and "exists" in result.output
 
 
 def test_generate_works_on_a_labels4free_run(run, tmp_path):

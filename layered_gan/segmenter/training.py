@@ -11,9 +11,19 @@ from tqdm import tqdm
 
 
 def repeat(loader):
-    """Endless batches from a finite iterable, a fresh pass each time (shuffling loaders reshuffle)."""
+    """Endless batches from a finite iterable, a fresh pass each time (shuffling loaders reshuffle).
+
+    A pass with no batch is an error (not an endless loop): a loader that drops the last incomplete batch
+    yields none from fewer examples than one batch.
+    """
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(f"no batch from {type(loader).__name__}: fewer examples than one batch "
+                             f"({getattr(loader, 'batch_size', '?')}, incomplete batches dropped)?")
 
 
 def fit(model, batches, steps, lr=1e-3, milestones=None, gamma=0.2, device="cpu", validate=None, every=0,
