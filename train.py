@@ -3,9 +3,10 @@
     python train.py --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--resume DIR_OR_CKPT]
     torchrun --nproc_per_node=N train.py --cfg NAME ...      # several GPUs (or CPU processes)
 
-Config modes: `perturb` (PerturbGAN: perturb_*, demo) and `stylegan2` (plain
+Config modes: `perturb` (PerturbGAN: perturb_*, demo), `stylegan2` (plain
 StyleGAN2: stylegan2_*, the single-output baseline, and `smoke`, a minute-long
-run that checks the install end to end).
+run that checks the install end to end) and `labels4free` (an alpha network on
+a frozen StyleGAN2: l4f_*).
 """
 
 import os
