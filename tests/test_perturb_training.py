@@ -78,7 +78,7 @@ def test_resume_continues_exactly(tmp_path, cache):
 
 def test_non_finite_loss_stops_with_the_term_and_step(tmp_path, cache):
     cfg = tiny_cfg(tmp_path)
-    cfg["loss"]["gp_lambda"] = float("nan")
+    cfg["loss"].update(type="wgan-gp", gp_lambda=float("nan"))
     with pytest.raises(FloatingPointError, match=r"non-finite loss/\w+ = nan at step \d+; last good checkpoint"):
         train(cfg, str(tmp_path / "run"))
 
