@@ -5,6 +5,11 @@ import os
 import torch
 
 
+def checkpoint_file(path):
+    """A run folder's checkpoint.pt, or the checkpoint file given."""
+    return os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+
+
 def save_checkpoint(state, path):
     """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from .data.dataset import to_tensor
 from .data.readers import DecodeError
 from .evaluation.baselines import METHODS, baseline
@@ -45,8 +45,7 @@ MASK_PARTS = ("masks", "soft", "overlays")  # at the image's own size
 
 def load_layered_run(ckpt, device="cpu", discriminator=True):
     """(LayeredSynthesis of a PerturbGAN run's EMA generator, its discriminator or None, the config), frozen."""
-    path = os.path.join(ckpt, "checkpoint.pt") if os.path.isdir(ckpt) else ckpt
-    state = load_checkpoint(path, device)
+    state = load_checkpoint(checkpoint_file(ckpt), device)
     cfg = state.get("config") if isinstance(state, dict) else None
     mode = cfg.get("mode") if isinstance(cfg, dict) else None
     if mode != "perturb" or "G_ema" not in state:

@@ -8,7 +8,7 @@ import os
 import click
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_file, load_checkpoint
 from .images import save_image_grid
 from .render import composite
 from .segmenter.pairs import sample_layers
@@ -25,11 +25,6 @@ def parse_seeds(text):
         except ValueError:
             raise click.BadParameter(f"seeds must look like 0-7,9; got {text!r}") from None
     return seeds
-
-
-def checkpoint_file(ckpt):
-    """A run folder's checkpoint.pt, or the checkpoint file given."""
-    return os.path.join(ckpt, "checkpoint.pt") if os.path.isdir(ckpt) else ckpt
 
 
 def run_config(ckpt):

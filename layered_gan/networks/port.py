@@ -19,14 +19,13 @@ with `randomize_noise=False`) come back as a list for `noise=`.
 
 import argparse
 import math
-import os
 from collections import namedtuple
 
 import torch
 
 from cuda_ops import setup_filter
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from .stylegan2 import Discriminator, Generator
 
 PORT_LR_MLP = 0.01  # the port's mapping learning-rate multiplier (not stored in its checkpoints)
@@ -237,7 +236,7 @@ def load_stylegan2(path, discriminator=False, formulation="fast"):
 
     path: a checkpoint file or a run folder (its checkpoint.pt). Returns G in eval mode, or (G, D).
     """
-    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+    path = checkpoint_file(path)
     ckpt = read_port_checkpoint(path)
     if "g_ema" in ckpt:
         G, D, _ = _port_models(ckpt, path, discriminator, formulation)

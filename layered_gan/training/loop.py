@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
 from ..images import save_image_grid
 from .ema import ema_beta, update_ema
@@ -79,7 +79,7 @@ def train(cfg, out, resume=None, device="cpu"):
     ckpt_path = os.path.join(out, "checkpoint.pt")
     images_seen, step = 0, 0
     if resume:
-        state = load_checkpoint(os.path.join(resume, "checkpoint.pt") if os.path.isdir(resume) else resume, device)
+        state = load_checkpoint(checkpoint_file(resume), device)
         for obj, key in ((G, "G"), (G_ema, "G_ema"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             obj.load_state_dict(state[key])
         images_seen, step = state["images_seen"], state["step"]
