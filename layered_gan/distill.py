@@ -34,7 +34,7 @@ from .directions.masks import direction_source
 from .evaluation.evaluate import evaluate, listing, report
 from .evaluation.files import write_json
 from .evaluation.metrics import METRICS, Scores
-from .evaluation.sources import FileSource, SegmenterMasks
+from .evaluation.sources import FileSource, SegmenterMasks, SourceSubset
 from .generate import parse_seeds, run_config
 from .segmenter.filters import default_filters
 from .segmenter.model import build_segmenter, predict, save_segmenter
@@ -95,16 +95,6 @@ def real_sources(cfg, real_images, real_masks):
     return images, masks
 
 
-class Subset:
-    """The first `count` names of a source."""
-
-    def __init__(self, source, count):
-        self.source, self.names = source, source.names[:count]
-
-    def __getattr__(self, name):
-        return getattr(self.source, name)
-
-
 def distill(batches, resolution, val_pairs, real, seed, steps=12000, lr=1e-3, milestones=None, gamma=0.2, width=32,
             depth=3, every=1000, real_check=200, device="cpu", progress=True):
     """Train one segmenter from `batches` (image, mask); returns (model, figures).
@@ -119,7 +109,8 @@ def distill(batches, resolution, val_pairs, real, seed, steps=12000, lr=1e-3, mi
         if val_pairs is not None:
             figures["val_pairs_fg_iou"] = score_pairs(model, val_pairs)["per_image"]["fg_iou"]
         if real is not None:
-            check = evaluate(SegmenterMasks(Subset(real[0], real_check), model), Subset(real[1], real_check),
+            check = evaluate(SegmenterMasks(SourceSubset(real[0], real[0].names[:real_check]), model),
+                             SourceSubset(real[1], real[1].names[:real_check]),
                              progress=False)
             figures[f"real_fg_iou_first{real_check}"] = check["summary"]["per_image"]["fg_iou"]
         return figures

@@ -30,7 +30,7 @@ from .data.readers import DecodeError
 from .evaluation.baselines import METHODS, baseline
 from .evaluation.evaluate import MatchError, evaluate, open_source, report
 from .evaluation.files import save_png, write_json
-from .evaluation.sources import FileSource, MaskFunction
+from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .images import to_uint8
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
@@ -132,16 +132,6 @@ class View:
         return F.interpolate(canvas, size=size[::-1], mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
 
 
-class Names:
-    """A source restricted to some of its names."""
-
-    def __init__(self, source, names):
-        self.source, self.names = source, sorted(names)
-
-    def __getattr__(self, name):
-        return getattr(self.source, name)
-
-
 def read_images(source, names):
     """({name: PIL image} of the readable ones, {name: why not} of the others)."""
     images, failed = {}, {}
@@ -235,8 +225,8 @@ def contact_sheet(out, source, view, names, tile=96):
 def score(out, names, images, gt, methods, echo):
     """The encoder's soft masks and baselines on the same images against ground truth: OUT/eval/METHOD/ and
     OUT/eval/table.json (PerturbGAN Table 2)."""
-    gt = Names(gt, set(gt.names) & set(names))
-    images = Names(images, names)
+    gt = SourceSubset(gt, set(gt.names) & set(names))
+    images = SourceSubset(images, names)
     summaries = {}
     for method in ("encoder",) + tuple(methods):
         try:
@@ -246,7 +236,7 @@ def score(out, names, images, gt, methods, echo):
             echo(f"{method} skipped: {exc}")
             continue
         echo(f"\n== {method}")
-        result = evaluate(Names(pred, names) if method == "encoder" else pred, gt, progress=False)
+        result = evaluate(SourceSubset(pred, names) if method == "encoder" else pred, gt, progress=False)
         result.update(method=method)
         report(result, os.path.join(out, "eval", method), pred, gt, images, echo=echo)
         summaries[method] = result["summary"]
@@ -412,7 +402,7 @@ def main(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder_p
         source = open_source(images, "--images")
         gt_source = open_source(gt, "--gt") if gt else None
     if max_images:
-        source = Names(source, source.names[:max_images])
+        source = SourceSubset(source, source.names[:max_images])
     try:
         run(synthesis, D, source, out, gt_source, amortized=amortized, encoder_path=encoder_path, ckpt=ckpt,
             rank=rank, world=world, echo=click.echo, **options)

@@ -49,6 +49,16 @@ class FileSource:
         return [self.mask(n) for n in names]
 
 
+class SourceSubset:
+    """A source restricted to some of its names (kept sorted)."""
+
+    def __init__(self, source, names):
+        self.source, self.names = source, sorted(names)
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
 class MaskFunction:
     """Masks computed from a source's images: fn(uint8 [H, W, 3]) -> [H, W] mask (a baseline)."""
 
