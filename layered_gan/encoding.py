@@ -28,7 +28,7 @@ from .checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from .data.dataset import to_tensor
 from .data.readers import DecodeError
 from .evaluation.baselines import METHODS, baseline
-from .evaluation.evaluate import MatchError, evaluate, open_source, report
+from .evaluation.evaluate import MatchError, comparison_table, evaluate, open_source, report
 from .evaluation.files import save_png, write_json
 from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .images import to_uint8
@@ -241,10 +241,7 @@ def score(out, names, images, gt, methods, echo):
         report(result, os.path.join(out, "eval", method), pred, gt, images, echo=echo)
         summaries[method] = result["summary"]
     write_json(os.path.join(out, "eval", "table.json"), summaries)
-    echo(f"\n{'method':10s} {'fg IoU/img':>11s} {'mIoU/img':>9s} {'fg IoU all':>11s} {'maxFb/img':>10s}")
-    for method, s in summaries.items():
-        echo(f"{method:10s} {s['per_image']['fg_iou']:11.4f} {s['per_image']['miou']:9.4f} "
-             f"{s['all_pixels']['fg_iou']:11.4f} {s['per_image']['max_fbeta']:10.4f}")
+    comparison_table(summaries, echo)
     return summaries
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 
 from ..data.synthetic import build_synthetic, split_paths
-from .evaluate import MatchError, evaluate, listing, open_source, report
+from .evaluate import MatchError, comparison_table, evaluate, listing, open_source, report
 from .files import write_json
 from .sources import MaskFunction
 
@@ -123,10 +123,7 @@ def main(synthetic, images, gt, out, methods, coverage, margin):
         summaries[method] = result["summary"]
     write_json(os.path.join(out, "baselines.json"), {"images": images, "gt": gt, "coverage": coverage,
                                                      "margin": margin, "summaries": summaries})
-    click.echo(f"\n{'method':10s} {'fg IoU/img':>11s} {'fg IoU all':>11s} {'mIoU/img':>9s} {'maxFb/img':>10s}")
-    for method, s in summaries.items():
-        click.echo(f"{method:10s} {s['per_image']['fg_iou']:11.4f} {s['all_pixels']['fg_iou']:11.4f} "
-                   f"{s['per_image']['miou']:9.4f} {s['per_image']['max_fbeta']:10.4f}")
+    comparison_table(summaries, click.echo)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,14 @@ def case_figure(result, pred, gt, images=None, threshold=0.5, count=4, tile=128)
     return sheet, no_image
 
 
+def comparison_table(summaries, echo=print):
+    """One line per method: per-image and all-pixel foreground IoU, per-image mIoU and max F-beta."""
+    echo(f"\n{'method':10s} {'fg IoU/img':>11s} {'fg IoU all':>11s} {'mIoU/img':>9s} {'maxFb/img':>10s}")
+    for method, s in summaries.items():
+        echo(f"{method:10s} {s['per_image']['fg_iou']:11.4f} {s['all_pixels']['fg_iou']:11.4f} "
+             f"{s['per_image']['miou']:9.4f} {s['per_image']['max_fbeta']:10.4f}")
+
+
 def report(result, out, pred, gt, images=None, cases=4, echo=print):
     """Print the table and notes; write OUT/metrics.json and OUT/cases.png."""
     echo(format_table(result["summary"]))
