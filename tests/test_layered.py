@@ -100,3 +100,27 @@ def test_layered_generator_outputs_layers(variant):
     assert low.mask.shape[-1] == 8
     names = {n.split(".")[0] for n, _ in G.named_parameters()}
     assert names == {"two": {"fg", "bg"}, "shared_mapping": {"fg", "bg_synthesis"}, "single": {"fg"}}[variant]
+
+
+@pytest.mark.parametrize("variant", ["two", "shared_mapping"])
+def test_init_from_a_stylegan2_generator_copies_both_layers_and_keeps_the_mask_row(variant):
+    from layered_gan.networks import Generator
+    kw = dict(z_dim=8, w_dim=8, n_mlp=1, channels=channel_widths(16, 128, 8))
+    source = Generator(16, **kw)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # away from the shared initialization
+    torch.manual_seed(5)
+    G = LayeredGenerator(16, variant=variant, **kw)
+    mask_row = G.fg.synthesis.to_rgb.weight[3].clone()
+    G.init_from(source)
+    z = torch.randn(4, 8)
+    ws = source.styles(z)
+    noise = source.synthesis.make_noise(4, "cpu", torch.Generator().manual_seed(0))
+    want = source.synthesis(ws, noise=noise)
+    layers = G.synthesize(*G.styles(z), noise=(noise, noise))
+    assert torch.allclose(layers.background, want, atol=1e-5)
+    assert torch.allclose(layers.foreground, want, atol=1e-5)
+    assert torch.equal(G.fg.synthesis.to_rgb.weight[3], mask_row)  # the mask's tRGB row: as initialized
+    with pytest.raises(ValueError, match="does not fit"):
+        LayeredGenerator(16, **{**kw, "channels": channel_widths(16, 256, 16)}).init_from(source)

@@ -75,8 +75,8 @@ def test_perturbgan_monitors_reveal_layout_collapse():
     assert m["mask/soft_share"] == 0 and m["mask/mean"] == pytest.approx(4 / 64)
 
 
-def perturb_objective(**loss):
-    cfg = {"mode": "perturb", "model": MODEL, "mixing_prob": 0.0, "perturb": {"shift_range": 0.125, "bg_jitter": 0.0},
+def perturb_objective(model=None, **loss):
+    cfg = {"mode": "perturb", "model": {**MODEL, **(model or {})}, "mixing_prob": 0.0, "perturb": {"shift_range": 0.125, "bg_jitter": 0.0},
            "loss": {"type": "wgan-gp", "gp_lambda": 10.0, "drift": 0.001, "r1_gamma": 10.0, "r1_interval": 4,
                     "eta": 0.25, "size_weight": 2.0, "binarization_weight": 3.0, "max_coverage": 0.6,
                     "max_coverage_weight": 0.0, "binarize_from": 0, **loss}}
@@ -101,3 +101,22 @@ def test_perturbgan_critic_choice_and_binarization_start():
     with pytest.raises(ValueError, match="loss.type must be"):
         obj, G, D = perturb_objective(type="hinge")
         obj.d_loss(G, D, torch.randn(4, 3, 16, 16), phase, torch.Generator().manual_seed(0), 0)
+
+
+def test_perturbgan_model_init_starts_both_layers_and_the_critic_from_a_stylegan2_run(tmp_path):
+    from layered_gan.checkpoint import save_checkpoint
+    obj, G0, D0, _ = objective()
+    with torch.no_grad():
+        for p in list(G0.parameters()) + list(D0.parameters()):
+            p.add_(torch.randn_like(p) * 0.1)  # away from any fresh initialization
+    save_checkpoint({"config": obj.cfg, "G_ema": G0.state_dict(), "D": D0.state_dict()}, str(tmp_path / "checkpoint.pt"))
+    _, G, D = perturb_objective(model={"init": str(tmp_path)})
+    for name, value in D0.state_dict().items():
+        assert torch.equal(D.state_dict()[name], value), name
+    for layer in (G.fg, G.bg):
+        for (name, value), source in zip(layer.mapping.state_dict().items(), G0.mapping.state_dict().values()):
+            assert torch.equal(value, source), name
+    assert torch.equal(G.bg.synthesis.to_rgb.weight, G0.synthesis.to_rgb.weight)
+    save_checkpoint({"config": {**obj.cfg, "mode": "perturb"}, "G_ema": {}, "D": {}}, str(tmp_path / "p.pt"))
+    with pytest.raises(ValueError, match="not a StyleGAN2 one"):
+        perturb_objective(model={"init": str(tmp_path / "p.pt")})

@@ -70,6 +70,34 @@ class LayeredGenerator(nn.Module):
     def forward(self, z, z2=None, inject_index=None, truncation=1.0, noise=None, resolution=None, alpha=1.0):
         return self.synthesize(*self.styles(z, z2, inject_index, truncation), noise, resolution, alpha)
 
+    @torch.no_grad()
+    def init_from(self, generator):
+        """Start both layers from a trained 3-channel StyleGAN2 `generator` of the same architecture.
+
+        Every weight is copied; the foreground's tRGB rows for the mask keep their fresh initialization.
+        Not in the paper (which trains from scratch): a head start for small budgets (configs/demo.json).
+        """
+        if self.variant == "single":
+            raise ValueError("model.init needs two synthesis networks (variant 'two' or 'shared_mapping')")
+        source = generator.state_dict()
+        targets = [(self.fg, "")] + ([(self.bg, "")] if self.variant == "two" else
+                                     [(self.bg_synthesis, "synthesis.")])
+        for module, prefix in targets:
+            own = module.state_dict()
+            for key, value in own.items():
+                src = source.get(prefix + key)
+                fits = src is not None and (src.shape == value.shape or (
+                    src.dim() > 0 and src.shape[1:] == value.shape[1:] and src.shape[0] < value.shape[0]))
+                if not fits:
+                    raise ValueError(f"model.init: the StyleGAN2 generator's {prefix + key} "
+                                     f"{None if src is None else tuple(src.shape)} does not fit {tuple(value.shape)}; "
+                                     "its resolution, widths, z_dim, w_dim and n_mlp must match the config's")
+                if src.dim():
+                    value[:len(src)].copy_(src)  # extra rows (the mask's tRGB) stay as initialized
+                else:
+                    value.copy_(src)
+            module.load_state_dict(own)
+
     def track_w_avg(self, ws_fg, ws_bg, beta=0.995):
         self.fg.track_w_avg(ws_fg[:, 0], beta)
         if self.variant == "two":

@@ -19,6 +19,7 @@ from ..losses import (drift_penalty, g_nonsaturating_loss, gradient_penalty, log
                       mask_max_coverage_hinge, mask_size_hinge, wgan_d_loss, wgan_g_loss)
 from ..networks import Discriminator, Generator, channel_widths
 from ..networks.layered import LayeredGenerator
+from ..networks.port import load_stylegan2
 from ..perturbations import contrast_jitter, random_shift
 from ..render import composite
 from .labels4free import Labels4Free
@@ -85,7 +86,12 @@ class PerturbGAN:
         m = self.cfg["model"]
         G = LayeredGenerator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m),
                              variant=m.get("variant", "two"), formulation=m.get("formulation", "fast"))
-        return G, _discriminator(self.cfg)
+        D = _discriminator(self.cfg)
+        if m.get("init"):  # both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch)
+            source_G, source_D = load_stylegan2(m["init"], discriminator=True)
+            G.init_from(source_G)
+            D.load_state_dict(source_D.state_dict())
+        return G, D
 
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = _mixing(G, batch, self.cfg["mixing_prob"], device, rng)
