@@ -38,6 +38,11 @@ def main(cfg_name, data, out, overrides, resume, device):
     if cfg.get("mode") not in OBJECTIVES:
         raise click.BadParameter(f"config {cfg_name!r} has mode {cfg.get('mode')!r}; expected one of "
                                  f"{', '.join(OBJECTIVES)}", param_hint="--cfg")
+    init = cfg["model"].get("init")
+    if init and not os.path.exists(init):
+        raise click.BadParameter(f"{init!r} does not exist: a stylegan2_* run folder or checkpoint to start from (the "
+                                 "demo's is checkpoints/stylegan2_demo.pt, relative to the repository root), or null "
+                                 "to start from scratch", param_hint="--set model.init")
     train(cfg, out, resume, device)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run written to {out}/: layers.png and grids/ (samples), checkpoint.pt, config.json, "
