@@ -124,3 +124,23 @@ def test_init_from_a_stylegan2_generator_copies_both_layers_and_keeps_the_mask_r
     assert torch.equal(G.fg.synthesis.to_rgb.weight[3], mask_row)  # the mask's tRGB row: as initialized
     with pytest.raises(ValueError, match="does not fit"):
         LayeredGenerator(16, **{**kw, "channels": channel_widths(16, 256, 16)}).init_from(source)
+
+
+def test_empty_background_init_draws_what_labels4free_background_generator_draws():
+    from layered_gan.networks import Generator
+    from layered_gan.networks.labels4free import BackgroundGenerator
+    kw = dict(z_dim=8, w_dim=8, n_mlp=1, channels=channel_widths(16, 128, 8))
+    source = Generator(16, **kw)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    G = LayeredGenerator(16, **kw)
+    G.init_from(source, empty_background=True)
+    z = torch.randn(4, 8)
+    ws = source.styles(z)
+    noise = source.synthesis.make_noise(4, "cpu", torch.Generator().manual_seed(0))
+    layers = G.synthesize(*G.styles(z), noise=(noise, noise))
+    want = BackgroundGenerator(source, zero="conv")(ws, noise=noise)
+    assert torch.allclose(layers.background, want, atol=1e-5)
+    assert not torch.allclose(layers.background, source.synthesis(ws, noise=noise), atol=1e-3)
+    assert torch.allclose(layers.foreground, source.synthesis(ws, noise=noise), atol=1e-5)

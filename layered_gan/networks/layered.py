@@ -71,10 +71,12 @@ class LayeredGenerator(nn.Module):
         return self.synthesize(*self.styles(z, z2, inject_index, truncation), noise, resolution, alpha)
 
     @torch.no_grad()
-    def init_from(self, generator):
+    def init_from(self, generator, empty_background=False):
         """Start both layers from a trained 3-channel StyleGAN2 `generator` of the same architecture.
 
         Every weight is copied; the foreground's tRGB rows for the mask keep their fresh initialization.
+        empty_background: zero the background's first conv (weight, bias, noise strength), so that its
+        output is zero as in Labels4Free's background generator (sec. 3.2): scenes without their object.
         Not in the paper (which trains from scratch): a head start for small budgets (configs/demo.json).
         """
         if self.variant == "single":
@@ -97,6 +99,10 @@ class LayeredGenerator(nn.Module):
                 else:
                     value.copy_(src)
             module.load_state_dict(own)
+        if empty_background:
+            first = (self.bg.synthesis if self.variant == "two" else self.bg_synthesis).conv
+            for p in (first.weight, first.bias, first.noise_strength):
+                p.zero_()
 
     def track_w_avg(self, ws_fg, ws_bg, beta=0.995):
         self.fg.track_w_avg(ws_fg[:, 0], beta)

@@ -89,7 +89,7 @@ class PerturbGAN:
         D = _discriminator(self.cfg)
         if m.get("init"):  # both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch)
             source_G, source_D = load_stylegan2(m["init"], discriminator=True)
-            G.init_from(source_G)
+            G.init_from(source_G, empty_background=m.get("init_empty_background", False))
             D.load_state_dict(source_D.state_dict())
         return G, D
 
