@@ -102,6 +102,9 @@ def test_demo_command_end_to_end_writes_grids_checkpoint_and_logs(tmp_path):
     bad = subprocess.run([sys.executable, "train.py", "--cfg", "demo", "--set", "loss.nope=1"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown key 'nope'" in bad.stderr and "eta" in bad.stderr
+    missing = subprocess.run([sys.executable, "train.py", "--cfg", "demo", "--set", "model.init=no/such.pt"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "model.init" in missing.stderr and "no/such.pt" in missing.stderr
 
 
 WRITER = """
