@@ -39,7 +39,7 @@ def main(cfg_name, data, out, overrides, resume, device):
         raise click.BadParameter(f"config {cfg_name!r} has mode {cfg.get('mode')!r}; expected one of "
                                  f"{', '.join(OBJECTIVES)}", param_hint="--cfg")
     init = cfg["model"].get("init")
-    if init and not os.path.exists(init):
+    if init and not resume and not os.path.exists(init):
         raise click.BadParameter(f"{init!r} does not exist: a stylegan2_* run folder or checkpoint to start from (the "
                                  "demo's is checkpoints/stylegan2_demo.pt, relative to the repository root), or null "
                                  "to start from scratch", param_hint="--set model.init")

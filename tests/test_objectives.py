@@ -110,7 +110,9 @@ def test_perturbgan_model_init_starts_both_layers_and_the_critic_from_a_stylegan
         for p in list(G0.parameters()) + list(D0.parameters()):
             p.add_(torch.randn_like(p) * 0.1)  # away from any fresh initialization
     save_checkpoint({"config": obj.cfg, "G_ema": G0.state_dict(), "D": D0.state_dict()}, str(tmp_path / "checkpoint.pt"))
-    _, G, D = perturb_objective(model={"init": str(tmp_path)})
+    obj, G, D = perturb_objective(model={"init": str(tmp_path)})
+    assert any(not torch.equal(D.state_dict()[k], v) for k, v in D0.state_dict().items())  # build(): fresh weights
+    obj.initialize(G, D)  # a fresh run's start (the training loop calls it unless resuming)
     for name, value in D0.state_dict().items():
         assert torch.equal(D.state_dict()[name], value), name
     for layer in (G.fg, G.bg):
@@ -119,4 +121,6 @@ def test_perturbgan_model_init_starts_both_layers_and_the_critic_from_a_stylegan
     assert torch.equal(G.bg.synthesis.to_rgb.weight, G0.synthesis.to_rgb.weight)
     save_checkpoint({"config": {**obj.cfg, "mode": "perturb"}, "G_ema": {}, "D": {}}, str(tmp_path / "p.pt"))
     with pytest.raises(ValueError, match="not a StyleGAN2 one"):
-        perturb_objective(model={"init": str(tmp_path / "p.pt")})
+        obj, G, D = perturb_objective(model={"init": str(tmp_path / "p.pt")})
+        obj.initialize(G, D)
+    perturb_objective(model={"init": str(tmp_path / "missing.pt")})  # building (to load a run) reads no init

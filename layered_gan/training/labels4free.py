@@ -93,6 +93,9 @@ class Labels4Free:
                 "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1), "foreground_x_mask": layers.foreground * layers.mask,
                 "composite": composite(layers.background, layers.foreground, layers.mask)}
 
+    def initialize(self, G, D):
+        pass
+
     def state_dict(self):
         return {}
 

@@ -70,6 +70,8 @@ def train(cfg, out, resume=None, device="cpu"):
     objective = make_objective(cfg)
     torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
     G, D = objective.build()
+    if not resume:
+        objective.initialize(G, D)  # a fresh run's starting weights (PerturbGAN's model.init)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)

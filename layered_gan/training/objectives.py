@@ -86,12 +86,16 @@ class PerturbGAN:
         m = self.cfg["model"]
         G = LayeredGenerator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m),
                              variant=m.get("variant", "two"), formulation=m.get("formulation", "fast"))
-        D = _discriminator(self.cfg)
-        if m.get("init"):  # both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch)
+        return G, _discriminator(self.cfg)
+
+    def initialize(self, G, D):
+        """A fresh run's starting weights: with model.init, both layers and D from a StyleGAN2 run (a head
+        start; the paper starts from scratch). Not part of build(): loading a finished run must not need it."""
+        m = self.cfg["model"]
+        if m.get("init"):
             source_G, source_D = load_stylegan2(m["init"], discriminator=True)
             G.init_from(source_G, empty_background=m.get("init_empty_background", False))
             D.load_state_dict(source_D.state_dict())
-        return G, D
 
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = _mixing(G, batch, self.cfg["mixing_prob"], device, rng)
@@ -203,6 +207,9 @@ class StyleGAN2:
     @torch.no_grad()
     def grids(self, G_ema, z, noise, phase):
         return {"samples": G_ema(z, noise=noise, resolution=phase.resolution, alpha=phase.alpha)}
+
+    def initialize(self, G, D):
+        pass
 
     def state_dict(self):
         return {"pl_mean": self.pl_mean}
