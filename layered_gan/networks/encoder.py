@@ -29,8 +29,7 @@ class LayeredSynthesis(nn.Module):
             raise TypeError(f"expected a LayeredGenerator, got {type(G).__name__}")
         self.G = G
         self.fg_synthesis = G.fg.synthesis
-        self.bg_synthesis = {"two": G.bg.synthesis if G.variant == "two" else None,
-                             "shared_mapping": getattr(G, "bg_synthesis", None), "single": None}[G.variant]
+        self.bg_synthesis = G.background_synthesis
         self.resolution = self.fg_synthesis.resolution
         self.n_fg = self.fg_synthesis.n_latent
         self.n_latent = self.n_fg + (self.bg_synthesis.n_latent if self.bg_synthesis is not None else 0)

@@ -42,6 +42,13 @@ class LayeredGenerator(nn.Module):
             self.bg_synthesis = SynthesisNetwork(resolution, w_dim, img_channels=3, **kw)
         self.n_latent = self.fg.n_latent
 
+    @property
+    def background_synthesis(self):
+        """The synthesis network drawing the background (None for the single generator)."""
+        if self.variant == "single":
+            return None
+        return self.bg.synthesis if self.variant == "two" else self.bg_synthesis
+
     def styles(self, z, z2=None, inject_index=None, truncation=1.0):
         """W+ for (foreground, background): the same latents through each generator's mapping."""
         ws = self.fg.styles(z, z2, inject_index, truncation)
@@ -55,8 +62,7 @@ class LayeredGenerator(nn.Module):
         out = self.fg.synthesis(ws_fg, noise=noise_fg, resolution=resolution, alpha=alpha)
         if self.variant == "single":
             return Layers(out[:, 4:7], out[:, :3], torch.sigmoid(out[:, 3:4]))
-        bg_synthesis = self.bg.synthesis if self.variant == "two" else self.bg_synthesis
-        background = bg_synthesis(ws_bg, noise=noise_bg, resolution=resolution, alpha=alpha)
+        background = self.background_synthesis(ws_bg, noise=noise_bg, resolution=resolution, alpha=alpha)
         return Layers(background, out[:, :3], torch.sigmoid(out[:, 3:4]))
 
     def make_noise(self, batch=1, device="cpu", generator=None):
@@ -64,8 +70,7 @@ class LayeredGenerator(nn.Module):
         fg = self.fg.synthesis.make_noise(batch, device, generator)
         if self.variant == "single":
             return fg, None
-        bg_synthesis = self.bg.synthesis if self.variant == "two" else self.bg_synthesis
-        return fg, bg_synthesis.make_noise(batch, device, generator)
+        return fg, self.background_synthesis.make_noise(batch, device, generator)
 
     def forward(self, z, z2=None, inject_index=None, truncation=1.0, noise=None, resolution=None, alpha=1.0):
         return self.synthesize(*self.styles(z, z2, inject_index, truncation), noise, resolution, alpha)
@@ -100,7 +105,7 @@ class LayeredGenerator(nn.Module):
                     value.copy_(src)
             module.load_state_dict(own)
         if empty_background:
-            first = (self.bg.synthesis if self.variant == "two" else self.bg_synthesis).conv
+            first = self.background_synthesis.conv
             for p in (first.weight, first.bias, first.noise_strength):
                 p.zero_()
 
