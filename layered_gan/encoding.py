@@ -36,7 +36,7 @@ from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
 from .render import composite
 from .segmenter.segment import overlay
-from .training.loop import build_models
+from .training.loop import load_models
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 IMAGE_PARTS = ("reconstructions", "backgrounds", "foregrounds")  # at the generator's resolution
@@ -54,13 +54,10 @@ def load_layered_run(ckpt, device="cpu", discriminator=True):
                          "of a PerturbGAN run (config mode 'perturb'), not a Labels4Free or plain StyleGAN2 one")
     if discriminator and "D" not in state:
         raise ValueError(f"{ckpt} has no discriminator 'D' for the feature loss (use a feature weight of 0)")
-    G, D = build_models(cfg)
-    G.load_state_dict(state["G_ema"])
+    G, D = load_models(state)
     G = G.to(device).eval().requires_grad_(False)
-    if discriminator:
-        D.load_state_dict(state["D"])
-        D = D.to(device).eval().requires_grad_(False)
-    return LayeredSynthesis(G), D if discriminator else None, cfg
+    D = D.to(device).eval().requires_grad_(False) if discriminator else None
+    return LayeredSynthesis(G), D, cfg
 
 
 class ReconstructionLoss:

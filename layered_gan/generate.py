@@ -12,7 +12,7 @@ from .checkpoint import checkpoint_file, load_checkpoint
 from .images import save_image_grid
 from .render import composite
 from .segmenter.pairs import sample_layers
-from .training.loop import build_models
+from .training.loop import load_models
 
 
 def parse_seeds(text):
@@ -36,8 +36,7 @@ def run_config(ckpt):
 def load_generator(ckpt, device="cpu"):
     """The EMA layered generator of a run folder or checkpoint file."""
     state = load_checkpoint(checkpoint_file(ckpt), device)
-    G, _ = build_models(state["config"])
-    G.load_state_dict(state["G_ema"])
+    G, _ = load_models(state)
     return G.to(device).eval().requires_grad_(False), state["config"]
 
 

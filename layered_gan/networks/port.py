@@ -241,14 +241,14 @@ def load_stylegan2(path, discriminator=False, formulation="fast"):
     if "g_ema" in ckpt:
         G, D, _ = _port_models(ckpt, path, discriminator, formulation)
     elif "config" in ckpt and "G_ema" in ckpt:
-        from ..training.objectives import make_objective  # the training package imports this module
+        from ..training.loop import load_models  # the training package imports this module
 
         mode = ckpt["config"].get("mode")
         if mode != "stylegan2":
             raise ValueError(f"{path} is a {mode!r} run, not a StyleGAN2 one (config mode 'stylegan2')")
-        G, D = make_objective(ckpt["config"]).build()
-        G.load_state_dict(ckpt["G_ema"])
-        D.load_state_dict(ckpt["D"])
+        G, D = load_models(ckpt)
+        if discriminator and D is None:
+            raise ValueError(f"{path} holds no discriminator 'D'")
     else:
         raise ValueError(f"{path} is neither a StyleGAN2-port checkpoint (g_ema) nor a run of ours (config, G_ema); "
                          f"keys: {', '.join(sorted(ckpt))}")

@@ -31,6 +31,16 @@ def build_models(cfg):
     return make_objective(cfg).build()
 
 
+def load_models(state):
+    """(EMA G, D or None when the checkpoint has none) of a loaded training checkpoint, weights loaded."""
+    G, D = build_models(state["config"])
+    G.load_state_dict(state["G_ema"])
+    if "D" not in state:
+        return G, None
+    D.load_state_dict(state["D"])
+    return G, D
+
+
 def fade_real(real, alpha):
     """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version."""
     if alpha >= 1:
