@@ -26,6 +26,7 @@ from ..networks import Discriminator, channel_widths
 from ..networks.labels4free import Labels4FreeGenerator
 from ..networks.port import load_stylegan2
 from ..render import composite
+from .monitors import mask_monitors
 
 
 class Labels4Free:
@@ -78,12 +79,7 @@ class Labels4Free:
             stats[name] = value
         return loss, stats, {"fake": fake.detach(), "mask": layers.mask.detach()}
 
-    @staticmethod
-    def monitors(extras):
-        """PerturbGAN's mask monitors: mask mean and spread, pairwise IoU, border and soft shares, diversity."""
-        from .objectives import PerturbGAN  # objectives.py registers this class: import at call time
-
-        return PerturbGAN.monitors(extras)
+    monitors = staticmethod(mask_monitors)
 
     @torch.no_grad()
     def grids(self, G_ema, z, noise, phase):
