@@ -120,7 +120,7 @@ def test_perturbgan_model_init_starts_both_layers_and_the_critic_from_a_stylegan
             assert torch.equal(value, source), name
     assert torch.equal(G.bg.synthesis.to_rgb.weight, G0.synthesis.to_rgb.weight)
     save_checkpoint({"config": {**obj.cfg, "mode": "perturb"}, "G_ema": {}, "D": {}}, str(tmp_path / "p.pt"))
+    obj, G, D = perturb_objective(model={"init": str(tmp_path / "p.pt")})
     with pytest.raises(ValueError, match="not a StyleGAN2 one"):
-        obj, G, D = perturb_objective(model={"init": str(tmp_path / "p.pt")})
         obj.initialize(G, D)
     perturb_objective(model={"init": str(tmp_path / "missing.pt")})  # building (to load a run) reads no init
