@@ -1,4 +1,4 @@
-"""Samples from a trained layered generator: per-seed layers or a layered grid.
+"""Samples from a trained generator: per-seed layers or a layered grid (a plain StyleGAN2: images or a grid).
 
     python -m layered_gan.generate --ckpt runs/demo --seeds 0-7 --truncation 0.7 --out samples/
 """
@@ -10,6 +10,7 @@ import torch
 
 from .checkpoint import checkpoint_file, load_checkpoint
 from .images import save_image_grid
+from .networks.port import load_stylegan2
 from .render import composite
 from .segmenter.pairs import sample_layers
 from .training.loop import load_models
@@ -34,17 +35,33 @@ def run_config(ckpt):
 
 
 def load_generator(ckpt, device="cpu"):
-    """The EMA layered generator of a run folder or checkpoint file."""
+    """The EMA generator (layered, Labels4Free or plain) of a run folder or checkpoint file, and the run's config
+    (None for a StyleGAN2 port checkpoint)."""
     state = load_checkpoint(checkpoint_file(ckpt), device)
+    if "g_ema" in state:
+        return load_stylegan2(ckpt).to(device), None
     G, _ = load_models(state)
     return G.to(device).eval().requires_grad_(False), state["config"]
 
 
 @torch.no_grad()
 def generate_layers(G, seeds, truncation=1.0, device="cpu"):
-    """Layers for each seed: the latent and the noise inputs are drawn from that seed alone."""
+    """Layers (or, from a plain generator, images) for each seed: the latent and the noise inputs are drawn from
+    that seed alone."""
     out = [sample_layers(G, 1, torch.Generator().manual_seed(seed), truncation, device) for seed in seeds]
+    if isinstance(out[0], torch.Tensor):
+        return torch.cat(out)
     return type(out[0])(*(torch.cat(t) for t in zip(*out)))
+
+
+def named_images(layers):
+    """{row name: [N, 3, H, W] in [-1, 1]} for a grid: the layers and their composite, or a plain generator's
+    images."""
+    if isinstance(layers, torch.Tensor):
+        return {"image": layers}
+    return {"background": layers.background, "foreground": layers.foreground,
+            "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1),
+            "composite": composite(layers.background, layers.foreground, layers.mask)}
 
 
 @click.command()
@@ -53,16 +70,14 @@ def generate_layers(G, seeds, truncation=1.0, device="cpu"):
 @click.option("--truncation", default=1.0, show_default=True, help="Truncation psi around the average w.")
 @click.option("--out", required=True, help="Output folder.")
 @click.option("--grid/--singles", default=True, show_default=True,
-              help="One layered grid (rows: background, foreground, mask, composite) or one PNG per layer and seed.")
+              help="One layered grid (rows: background, foreground, mask, composite; a plain generator: one row "
+                   "of images) or one PNG per layer and seed.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(ckpt, seeds, truncation, out, grid, device):
-    """Generate layered samples from a checkpoint."""
+    """Generate samples from a checkpoint: layers and composites, or a plain generator's images."""
     seeds = parse_seeds(seeds)
     G, _ = load_generator(ckpt, device)
-    layers = generate_layers(G, seeds, truncation, device)
-    images = {"background": layers.background, "foreground": layers.foreground,
-              "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1),
-              "composite": composite(layers.background, layers.foreground, layers.mask)}
+    images = named_images(generate_layers(G, seeds, truncation, device))
     if grid:
         save_image_grid(torch.cat(list(images.values())), os.path.join(out, "layers.png"), nrow=len(seeds))
     else:

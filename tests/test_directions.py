@@ -21,7 +21,8 @@ from layered_gan.evaluation.sources import FileSource
 from layered_gan.networks import Generator
 from layered_gan.checkpoint import save_checkpoint
 from layered_gan.config import load_config
-from layered_gan.networks.port import save_port
+from layered_gan.images import to_uint8
+from layered_gan.networks.port import load_port, save_port
 from layered_gan.segmenter.filters import default_filters
 from layered_gan.segmenter.pairs import Pairs
 from layered_gan.training.objectives import make_objective
@@ -232,6 +233,22 @@ def tiny_generator(tmp_path_factory):
 def run(*args):
     result = CliRunner().invoke(cli, [str(a) for a in args])
     return result
+
+
+def test_generate_draws_a_plain_generator(tiny_generator, tmp_path):
+    from layered_gan.generate import main as generate_main
+
+    result = CliRunner().invoke(generate_main, ["--ckpt", tiny_generator, "--seeds", "0-2", "--out", str(tmp_path),
+                                                "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(tmp_path / "layers.png"))
+    assert grid.shape == (SIZE, 3 * SIZE, 3)  # one row of images: no layers to show
+    G = load_port(tiny_generator).G
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        first = G(torch.randn(1, G.z_dim, generator=g), noise=G.make_noise(1, "cpu", g))
+    seed1 = grid[:, SIZE:2 * SIZE].astype(float)
+    assert np.abs(seed1 - to_uint8(first)[0].astype(float)).max() <= 1  # the cell of seed 1
 
 
 def test_find_and_masks_end_to_end(tiny_generator, tmp_path):
