@@ -135,3 +135,71 @@ def test_fid_command_with_a_small_network(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV)
     result = CliRunner().invoke(main, ["--ckpt", str(tmp_path / "run"), "--num", "12"])
     assert result.exit_code != 0 and "inception-2015-12-05.pt" in result.output
+
+
+def test_reference_features_pool_each_encoder_level_at_the_reference_resolution():
+    from layered_gan.evaluation.fid import reference_features
+    from layered_gan.segmenter.model import build_segmenter
+
+    torch.manual_seed(0)
+    reference = build_segmenter(16, width=4, depth=2).eval()
+    features = reference_features(reference)
+    images = torch.rand(6, 3, 8, 8) * 2 - 1
+    feats = features(images)
+    assert feats.shape == (6, 4 + 8 + 16)
+    up = torch.nn.functional.interpolate(images, size=16, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        first = reference.down[0](up)
+    torch.testing.assert_close(feats[:, :4], first.mean((2, 3)))  # images are scored at the reference's 16 px
+    with torch.no_grad():
+        levels = reference.encode(up)
+    assert [t.shape[-1] for t in levels] == [16, 8, 4]
+    torch.testing.assert_close(feats[:, 12:], levels[-1].mean((2, 3)))
+
+
+def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from layered_gan.checkpoint import save_checkpoint
+    from layered_gan.config import load_config
+    from layered_gan.evaluation import fid
+    from layered_gan.networks import Generator
+    from layered_gan.networks.port import save_port
+    from layered_gan.segmenter.model import build_segmenter
+    from layered_gan.training.loop import build_models
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "real").mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "real" / f"{i}.png")
+    torch.manual_seed(0)
+    trained = []
+
+    def fake_reference(synthetic, device="cpu"):  # stands in for the (slow) reference training
+        trained.append(synthetic)
+        return build_segmenter(32, width=4, depth=2), 0.95
+
+    monkeypatch.setattr(fid, "train_reference", fake_reference)
+    cfg = load_config("stylegan2_demo", ['model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, '
+                                         '"channel_base": 64, "channel_max": 8}'])
+    G, _ = build_models(cfg)
+    save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
+    args = ["--real", str(tmp_path / "real"), "--num", "12", "--batch", "5", "--device", "cpu"]
+    result = CliRunner().invoke(fid.main, ["--ckpt", str(tmp_path / "run"), "--features", "reference",
+                                           "--out", str(tmp_path / "fid.json")] + args)
+    assert result.exit_code == 0, result.output
+    figures = json.load(open(tmp_path / "fid.json"))
+    assert figures["features"] == "reference" and figures["fid"] > 0 and trained == [cfg["data"]["synthetic"]]
+
+    port = str(tmp_path / "port.pt")
+    save_port(port, Generator(16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}))
+    result = CliRunner().invoke(fid.main, ["--ckpt", port, "--features", "reference"] + args)
+    assert result.exit_code != 0 and "not a run on the synthetic dataset" in result.output
+    torch.jit.script(TinyFeatures()).save(str(tmp_path / "tiny.pt"))
+    result = CliRunner().invoke(fid.main, ["--ckpt", port, "--inception", str(tmp_path / "tiny.pt"),
+                                           "--out", str(tmp_path / "port.json")] + args)
+    assert result.exit_code == 0, result.output
+    assert json.load(open(tmp_path / "port.json"))["fid"] > 0
+    result = CliRunner().invoke(fid.main, ["--ckpt", port, "--inception", str(tmp_path / "tiny.pt"), "--num", "4"])
+    assert result.exit_code != 0 and "--real" in result.output

@@ -10,8 +10,14 @@ Features come from the standard Inception network in its TorchScript export
 https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt),
 called as net(uint8-range images, return_features=True) -> [N, 2048]. It
 cannot be downloaded here: pass its path (--inception or $LAYERED_GAN_INCEPTION).
+For runs on the built-in synthetic dataset, `--features reference` uses the
+encoder of the reference U-Net (`evaluation.generated`, trained on that data)
+instead: a domain-specific distance to compare runs with each other (its values
+are not comparable with Inception FIDs). A plain StyleGAN2 run is scored on its
+images, a layered one on its unshifted composites (the paper's Table 3).
 
     python -m layered_gan.evaluation.fid --ckpt runs/demo --num 10000 --inception inception-2015-12-05.pt
+    python -m layered_gan.evaluation.fid --ckpt runs/demo --num 2000 --features reference
 """
 
 import os
@@ -19,12 +25,15 @@ import os
 import click
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import linalg
 from tqdm import tqdm
 
 from ..data.dataset import ImageDataset, dataset_from_config
-from ..segmenter.pairs import LayeredGeneratorPairs
+from ..render import composite
+from ..segmenter.pairs import sample_layers
 from .files import write_json
+from .generated import synthetic_settings, train_reference
 
 ENV = "LAYERED_GAN_INCEPTION"
 HOW_TO_GET = ("FID/KID need the Inception weights as TorchScript: download inception-2015-12-05.pt from "
@@ -95,6 +104,21 @@ def load_inception(path=None, device="cpu"):
     return features
 
 
+def reference_features(reference, device="cpu"):
+    """A features function from the reference U-Net: images up-sampled to its resolution (as the Table 1
+    protocol does), then the spatial mean of each encoder level, concatenated ([N, sum of level widths])."""
+    reference = reference.to(device).eval()
+
+    @torch.no_grad()
+    def features(images):
+        x = images.to(device).float()
+        if x.shape[-1] != reference.resolution:
+            x = F.interpolate(x, size=reference.resolution, mode="bilinear", align_corners=False)
+        return torch.cat([level.mean((2, 3)) for level in reference.encode(x)], 1)
+
+    return features
+
+
 @torch.no_grad()
 def collect_features(features, batches, num, progress=True, desc="features"):
     """Features [num, D] (numpy) from an iterator of image batches in [-1, 1]."""
@@ -118,39 +142,49 @@ def fid_kid(feats1, feats2, kid_subsets=100, kid_subset_size=1000):
             "kid": kernel_inception_distance(feats1, feats2, kid_subsets, kid_subset_size)}
 
 
-def composite_batches(G, batch, seed, device, truncation=1.0):
-    """Endless unshifted composites of a layered generator, in [-1, 1]."""
-    gen, source = torch.Generator().manual_seed(seed), LayeredGeneratorPairs(G, truncation, None, device)
+def generated_batches(G, batch, seed, device, truncation=1.0):
+    """Endless images in [-1, 1]: a layered generator's unshifted composites, a plain one's images."""
+    gen = torch.Generator().manual_seed(seed)
     while True:
-        yield source.sample(batch, gen).image
+        out = sample_layers(G, batch, gen, truncation, device)
+        yield (out if isinstance(out, torch.Tensor) else composite(out.background, out.foreground, out.mask)).clamp(-1, 1)
 
 
 @click.command()
-@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator.")
+@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered, Labels4Free or plain StyleGAN2 run.")
 @click.option("--real", default=None, help="Real images (folder or LMDB); default: the run's training data.")
 @click.option("--num", default=10000, show_default=True, help="Images of each kind (the papers use 10 000).")
 @click.option("--inception", default=None, help=f"inception-2015-12-05.pt (TorchScript); default ${ENV}.")
+@click.option("--features", "feature_net", default="inception", show_default=True,
+              type=click.Choice(["inception", "reference"]),
+              help="Inception, or the reference U-Net's encoder (runs on the synthetic dataset; no download).")
 @click.option("--batch", default=100, show_default=True)
 @click.option("--out", default=None, help="JSON file for the figures.")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, real, num, inception, batch, out, device):
-    """FID and KID between a layered generator's composites and real images."""
+def main(ckpt, real, num, inception, feature_net, batch, out, device):
+    """FID and KID between a generator's images (a layered one's composites) and real images."""
     from ..generate import load_generator
 
+    G, cfg = load_generator(ckpt, device)
     try:
-        features = load_inception(inception, device)
+        if feature_net == "reference":
+            features = reference_features(train_reference(synthetic_settings(cfg, ckpt), device=device)[0], device)
+        else:
+            features = load_inception(inception, device)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    G, cfg = load_generator(ckpt, device)
-    res = cfg["model"]["resolution"]
+    if cfg is None and not real:
+        raise click.UsageError(f"{ckpt} carries no training config: give the real images with --real")
+    res = cfg["model"]["resolution"] if cfg else G.synthesis.resolution  # a port file: a plain generator
     data = ImageDataset(real, res, crop="center") if real else \
         dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, res)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     real_feats = collect_features(features, iter(loader), num, desc="real images")
-    fake_feats = collect_features(features, composite_batches(G, batch, 0, device), num, desc="composites")
-    figures = {"num": num, "real": real or "the run's training data", "ckpt": ckpt, **fid_kid(real_feats, fake_feats)}
-    click.echo(f"FID {figures['fid']:.3f}  KID {figures['kid']:.5f}  ({num} images each)")
+    fake_feats = collect_features(features, generated_batches(G, batch, 0, device), num, desc="generated")
+    figures = {"num": num, "real": real or "the run's training data", "ckpt": ckpt, "features": feature_net,
+               **fid_kid(real_feats, fake_feats)}
+    click.echo(f"FID {figures['fid']:.3f}  KID {figures['kid']:.5f}  ({num} images each, {feature_net} features)")
     if out:
         write_json(out, figures)
 

@@ -21,11 +21,17 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], 1, 1)
 
-    def forward(self, x):
-        skips = []
+    def encode(self, x):
+        """The encoder's feature maps, finest first (depth + 1 levels)."""
+        levels = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
+            levels.append(x)
+        return levels
+
+    def forward(self, x):
+        skips = self.encode(x)
+        x = skips[-1]
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
         return self.head(x)
