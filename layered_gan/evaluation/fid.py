@@ -147,11 +147,13 @@ def generated_batches(G, batch, seed, device, truncation=1.0):
     gen = torch.Generator().manual_seed(seed)
     while True:
         out = sample_layers(G, batch, gen, truncation, device)
-        yield (out if isinstance(out, torch.Tensor) else composite(out.background, out.foreground, out.mask)).clamp(-1, 1)
+        images = out if isinstance(out, torch.Tensor) else composite(out.background, out.foreground, out.mask)
+        yield images.clamp(-1, 1)
 
 
 @click.command()
-@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered, Labels4Free or plain StyleGAN2 run.")
+@click.option("--ckpt", required=True,
+              help="Run folder or checkpoint of a layered, Labels4Free or plain StyleGAN2 run, or a port file.")
 @click.option("--real", default=None, help="Real images (folder or LMDB); default: the run's training data.")
 @click.option("--num", default=10000, show_default=True, help="Images of each kind (the papers use 10 000).")
 @click.option("--inception", default=None, help=f"inception-2015-12-05.pt (TorchScript); default ${ENV}.")
