@@ -53,6 +53,9 @@ def load_l4f_run(ckpt, device):
                                  "run folder", param_hint="--ckpt")
     except FileNotFoundError as exc:
         raise click.BadParameter(str(exc), param_hint="--ckpt")
+    if cfg is None:
+        raise click.BadParameter(f"{ckpt} is not a training run's checkpoint (a StyleGAN2 port file); give a "
+                                 "Labels4Free run folder", param_hint="--ckpt")
     if cfg.get("mode") != "labels4free":
         raise click.BadParameter(f"{ckpt} is a {cfg.get('mode')!r} run, not a Labels4Free one", param_hint="--ckpt")
     return G, cfg

@@ -251,6 +251,16 @@ def test_generate_draws_a_plain_generator(tiny_generator, tmp_path):
     assert np.abs(seed1 - to_uint8(first)[0].astype(float)).max() <= 1  # the cell of seed 1
 
 
+def test_pair_commands_refuse_a_plain_generator(tiny_generator, tmp_path):
+    from layered_gan.distill import main as distill_main
+    from layered_gan.segmenter.pairs import main as pairs_main
+
+    for command, args in ((distill_main, ["--out", str(tmp_path / "d")]),
+                          (pairs_main, ["--num", "2", "--out", str(tmp_path / "p")])):
+        result = CliRunner().invoke(command, ["--ckpt", tiny_generator, "--device", "cpu"] + args)
+        assert result.exit_code == 2 and "port file: its images come without masks" in result.output
+
+
 def test_find_and_masks_end_to_end(tiny_generator, tmp_path):
     out = tmp_path / "voynov"
     result = run("find", "--ckpt", tiny_generator, "--method", "voynov", "--out", out, "--num", 2, "--steps", 3,

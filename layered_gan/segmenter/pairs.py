@@ -204,6 +204,11 @@ def generator_source(ckpt, threshold, truncation, device):
     from ..generate import load_generator
 
     G, cfg = load_generator(ckpt, device)
+    if cfg is None or cfg.get("mode") not in ("perturb", "labels4free"):
+        what = "a StyleGAN2 port file" if cfg is None else f"a {cfg.get('mode')!r} run"
+        raise click.BadParameter(f"{ckpt} is {what}: its images come without masks; give a PerturbGAN or "
+                                 "Labels4Free run (latent directions of a plain generator: --directions)",
+                                 param_hint="--ckpt")
     return LayeredGeneratorPairs(G, truncation, threshold if threshold >= 0 else None, device), cfg
 
 
