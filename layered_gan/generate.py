@@ -8,9 +8,9 @@ import os
 import click
 import torch
 
-from .checkpoint import checkpoint_file, load_checkpoint
+from .checkpoint import checkpoint_file
 from .images import save_image_grid
-from .networks.port import load_stylegan2
+from .networks.port import port_models, read_port_checkpoint
 from .render import composite
 from .segmenter.pairs import sample_layers
 from .training.loop import load_models
@@ -30,16 +30,17 @@ def parse_seeds(text):
 
 def run_config(ckpt):
     """The config of a training run of ours (folder or checkpoint); None for other checkpoints (port files)."""
-    state = load_checkpoint(checkpoint_file(ckpt))
+    state = read_port_checkpoint(checkpoint_file(ckpt))
     return state.get("config") if isinstance(state, dict) else None
 
 
 def load_generator(ckpt, device="cpu"):
     """The EMA generator (layered, Labels4Free or plain) of a run folder or checkpoint file, and the run's config
     (None for a StyleGAN2 port checkpoint)."""
-    state = load_checkpoint(checkpoint_file(ckpt), device)
+    path = checkpoint_file(ckpt)
+    state = read_port_checkpoint(path)  # a run of ours, or a port file (with its argparse `args`)
     if "g_ema" in state:
-        return load_stylegan2(ckpt).to(device), None
+        return port_models(state, path).G.to(device).eval().requires_grad_(False), None
     G, _ = load_models(state)
     return G.to(device).eval().requires_grad_(False), state["config"]
 

@@ -251,6 +251,21 @@ def test_generate_draws_a_plain_generator(tiny_generator, tmp_path):
     assert np.abs(seed1 - to_uint8(first)[0].astype(float)).max() <= 1  # the cell of seed 1
 
 
+def test_generate_reads_a_port_file_with_its_argparse_args(tiny_generator, tmp_path):
+    import argparse
+
+    from layered_gan.generate import load_generator, run_config
+    from layered_gan.networks.port import read_port_checkpoint
+
+    state = read_port_checkpoint(tiny_generator)
+    state["args"] = argparse.Namespace(size=SIZE, channel_multiplier=2)  # as the port's train.py saves it
+    path = str(tmp_path / "with_args.pt")
+    torch.save(state, path)
+    G, cfg = load_generator(path)
+    assert cfg is None and run_config(path) is None
+    torch.testing.assert_close(G.w_avg, load_port(tiny_generator).G.w_avg)
+
+
 def test_pair_commands_refuse_a_plain_generator(tiny_generator, tmp_path):
     from layered_gan.distill import main as distill_main
     from layered_gan.segmenter.pairs import main as pairs_main

@@ -219,10 +219,11 @@ def save_port(path, G, D=None, noise=None):
 
 def load_port(path, discriminator=False, formulation="fast"):
     """PortModels(G, D or None, the fixed noise or None) from a port checkpoint file."""
-    return _port_models(read_port_checkpoint(path), path, discriminator, formulation)
+    return port_models(read_port_checkpoint(path), path, discriminator, formulation)
 
 
-def _port_models(ckpt, path, discriminator, formulation):
+def port_models(ckpt, path, discriminator=False, formulation="fast"):
+    """PortModels of a port checkpoint dict already read from `path` (named in errors)."""
     for key in ("g_ema",) + (("d",) if discriminator else ()):
         if key not in ckpt:
             raise ValueError(f"{path} has no {key!r} (keys: {', '.join(sorted(ckpt))})")
@@ -239,7 +240,7 @@ def load_stylegan2(path, discriminator=False, formulation="fast"):
     path = checkpoint_file(path)
     ckpt = read_port_checkpoint(path)
     if "g_ema" in ckpt:
-        G, D, _ = _port_models(ckpt, path, discriminator, formulation)
+        G, D, _ = port_models(ckpt, path, discriminator, formulation)
     elif "config" in ckpt and "G_ema" in ckpt:
         from ..training.loop import load_models  # the training package imports this module
 
