@@ -57,6 +57,15 @@ def test_protocol_scores_perfect_masks_and_counts_skipped():
 def test_protocol_penalizes_misplaced_masks():
     figures = score_generated(DiscGenerator(offset=3), Oracle(), num=8, batch=8, progress=False)
     assert 0.2 < figures["iou"] < 0.8 and figures["scored"] == 8
+    # the objects are centred discs, so a centred disc of the mask's size beats the misplaced mask
+    assert figures["centre_iou"] > max(0.7, figures["iou"] + 0.2)
+
+
+def test_centre_prior_takes_each_masks_size():
+    figures = score_generated(DiscGenerator(), Oracle(), num=4, batch=4, progress=False)
+    assert figures["iou"] == pytest.approx(1.0) and figures["centre_iou"] > 0.7
+    empty = score_generated(DiscGenerator(level=0.4), Oracle(), num=4, batch=4, progress=False)  # masks below 0.5
+    assert empty["mask_coverage"] == 0.0 and empty["centre_iou"] == 0.0
 
 
 def test_masks_are_binarized_at_the_threshold():

@@ -201,7 +201,8 @@ def score(direction, rows, num, reference_steps, ckpt, mode, seed, batch, out, d
 
     The protocol of `evaluation.generated` (images where the reference finds no object are skipped and counted);
     masks are scored raw, before the filters, so a segmenting direction and random directions of the same norm
-    compare fairly.
+    compare fairly. centre_iou scores a centred disc of each mask's size instead: a direction that only
+    lights the centre scores no more than that.
     """
     state = _checked(load_directions, direction)
     space = _checked(direction_space, state, ckpt, device)
@@ -219,7 +220,7 @@ def score(direction, rows, num, reference_steps, ckpt, mode, seed, batch, out, d
                    for i, (shift, name) in enumerate(zip(state["shifts"], state["names"]))]
     results = [{"row": row, "name": name, **score_masks(source, reference, num, batch, seed=seed, desc=f"row {row}")}
                for row, name, source in sources]
-    print_table(results, ["row", "name", "iou", "mask_coverage", "scored"])
+    print_table(results, ["row", "name", "iou", "centre_iou", "mask_coverage", "scored"])
     best = max(results, key=lambda r: r["iou"])
     click.echo(f"reference held-out IoU {reference_iou:.4f}; best: row {best['row']} ({best['name']}) "
                f"IoU {best['iou']:.4f}")

@@ -29,6 +29,7 @@ from ..paths import cache_dir
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
 from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
+from .baselines import centre_disc
 from .evaluate import evaluate
 from .files import write_json
 from .metrics import iou_per_image
@@ -81,11 +82,12 @@ def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold
     Images are segmented at the reference's resolution (bilinear up- or down-sampling; masks nearest);
     those where it finds less than `min_area` foreground are skipped and counted. iou: mean foreground
     IoU of mask > threshold; full_mask_iou: the same for an all-foreground mask (the floor to beat);
-    soft_mask_share: pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
+    centre_iou: the same for a centred disc covering as much as each mask (what its placement adds to
+    its size: a mask that only follows the generators' centre bias scores no more); soft_mask_share: pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
     """
     generator = torch.Generator().manual_seed(seed)
     size = reference.resolution
-    ious, full, soft, means, coverage, skipped = [], [], [], [], [], 0
+    ious, full, centre, soft, means, coverage, skipped = [], [], [], [], [], [], 0
     for start in tqdm(range(0, num, batch), desc=desc, disable=not progress):
         pairs = source.sample(min(batch, num - start), generator)
         x = pairs.image
@@ -98,12 +100,18 @@ def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold
         if found.any():
             ious.append(iou_per_image(mask[found] > threshold, ref[found])[0])
             full.append(iou_per_image(np.ones_like(ref[found]), ref[found])[0])
+            discs = np.stack([centre_disc(size, (m > threshold).mean()) for m in mask[found]])
+            centre.append(iou_per_image(discs, ref[found])[0])
         soft.append(((mask > 0.1) & (mask < 0.9)).mean((1, 2)))
         means.append(mask.mean((1, 2)))
         coverage.append((mask > threshold).mean((1, 2)))
-    ious, full = (np.concatenate(v or [np.zeros(0)]) for v in (ious, full))
+    ious, full, centre = (np.concatenate(v or [np.zeros(0)]) for v in (ious, full, centre))
+
+    def mean(v):
+        return float(v.mean()) if len(v) else 0.0
+
     return {"images": num, "scored": int(len(ious)), "skipped_no_object": skipped, "threshold": threshold,
-            "iou": float(ious.mean()) if len(ious) else 0.0, "full_mask_iou": float(full.mean()) if len(full) else 0.0,
+            "iou": mean(ious), "full_mask_iou": mean(full), "centre_iou": mean(centre),
             "soft_mask_share": float(np.concatenate(soft).mean()), "mask_mean": float(np.concatenate(means).mean()),
             "mask_coverage": float(np.concatenate(coverage).mean())}
 
