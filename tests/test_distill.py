@@ -1,5 +1,6 @@
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -106,6 +107,26 @@ def test_stream_buffers_kept_pairs_in_order_and_never_repeats():
     assert chain.report()["rejected"]["max_coverage"] == chain.report()["generated"] - chain.report()["kept"]
     with pytest.raises(RuntimeError, match="rejected all of the last 150 generated pairs.*max_coverage"):
         PairStream(CountingSource(), FilterChain([MaxCoverage(0.0)]), batch=4, draw=3).next_pairs()
+
+
+def test_stream_warns_once_when_the_filters_keep_few_pairs():
+    class MostlyFull(CountingSource):  # every 40th mask is small, the rest cover everything
+        def sample(self, n, generator):
+            pairs = super().sample(n, generator)
+            pairs.mask[(pairs.image[:, 0, 0, 0] % 40) != 0] = 1
+            return pairs
+
+    stream = PairStream(MostlyFull(), FilterChain([MaxCoverage(0.5)]), batch=30, draw=100)
+    with pytest.warns(UserWarning, match=r"keep only \d+ of \d+ generated pairs.*max_coverage.*--no-histogram"):
+        stream.next_pairs()
+    assert stream.warned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stream.next_pairs()  # once only
+    kept = PairStream(CountingSource(), FilterChain([MaxCoverage(0.5)]), batch=30, draw=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [kept.next_pairs() for _ in range(40)]  # two thirds kept: no warning
 
 
 def tiny_generator():

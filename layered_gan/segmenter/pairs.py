@@ -14,6 +14,7 @@ confident mask is mostly 0 and 1, a hesitant one peaks in between.
 import io
 import json
 import os
+import warnings
 from typing import NamedTuple
 
 import click
@@ -73,14 +74,19 @@ class LayeredGeneratorPairs(PairSource):
 class PairStream:
     """Endless filtered batches from one random stream: every pair comes from fresh latents and noise.
 
-    The stream is a pure function of the seed; it is never rewound, so no pair repeats.
+    The stream is a pure function of the seed; it is never rewound, so no pair repeats. It fails when
+    the filters reject everything for 50 draws, and warns once when they keep under 5 % of the first
+    1 000 pairs or more (drawing then takes over 20 times as long).
     """
+
+    LOW_YIELD, LOW_YIELD_AFTER = 0.05, 1000
 
     def __init__(self, source, filters, batch, seed=0, draw=None):
         self.source, self.filters, self.batch = source, filters, batch
         self.draw = draw or batch  # pairs sampled per call to the source
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = None
+        self.warned = False
 
     def _fill(self):
         tries = 0
@@ -90,6 +96,13 @@ class PairStream:
             if tries >= 50:
                 raise RuntimeError(f"the filters rejected all of the last {50 * self.draw} generated pairs "
                                    f"({self.filters.report()}); loosen them or check the generator")
+            report = self.filters.report()
+            if (not self.warned and report["generated"] >= self.LOW_YIELD_AFTER
+                    and report["kept"] < self.LOW_YIELD * report["generated"]):
+                self.warned = True
+                warnings.warn(f"the filters keep only {report['kept']} of {report['generated']} generated pairs "
+                              f"({json.dumps(report['rejected'])} rejected); drawing will be slow: loosen the "
+                              "rejecting filter (e.g. --no-histogram) or check the generator", stacklevel=2)
             self.buffer = kept if self.buffer is None else Pairs(*(torch.cat(t) for t in zip(self.buffer, kept)))
 
     def next_pairs(self):
