@@ -83,7 +83,8 @@ def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold
     those where it finds less than `min_area` foreground are skipped and counted. iou: mean foreground
     IoU of mask > threshold; full_mask_iou: the same for an all-foreground mask (the floor to beat);
     centre_iou: the same for a centred disc covering as much as each mask (what its placement adds to
-    its size: a mask that only follows the generators' centre bias scores no more); soft_mask_share: pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
+    its size: a mask that only follows the generators' centre bias scores no more); soft_mask_share:
+    pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
     """
     generator = torch.Generator().manual_seed(seed)
     size = reference.resolution
