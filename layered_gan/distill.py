@@ -28,6 +28,7 @@ import torch
 from .data.dataset import ImageDataset
 from .data.readers import open_reader
 from .data.synthetic import build_synthetic, split_paths
+from .directions.anchors import anchor_options
 from .directions.candidates import load_directions
 from .directions.latent import BRIGHTNESS
 from .directions.masks import direction_source
@@ -51,19 +52,22 @@ def score_pairs(model, pairs):
     return scores.summary()
 
 
-def pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device):
+def pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device, anchors=None,
+                anchor_noise=0.2):
     """(online pair source or None, the config of its generator's training run or None).
 
     directions: a directions file's masks (its generator, or ckpt instead; lighter, darker: its rows or 'none';
-    mode: the brightness); else ckpt: a layered or Labels4Free run's composites and masks; else None.
+    mode: the brightness; anchors: inverted real images to sample around); else ckpt: a layered or Labels4Free
+    run's composites and masks; else None.
     """
     if directions:
         try:
-            source = direction_source(directions, ckpt, lighter, darker, mode, device)
+            source = direction_source(directions, ckpt, lighter, darker, mode, device, anchors, anchor_noise)
             return source, run_config(ckpt or load_directions(directions)["ckpt"])
         except (FileNotFoundError, ValueError) as exc:
             raise click.UsageError(str(exc)) from None
-    given = [f"--{name}" for name, value in (("lighter", lighter), ("darker", darker), ("brightness", mode)) if value]
+    given = [f"--{name}" for name, value in (("lighter", lighter), ("darker", darker), ("brightness", mode),
+                                             ("anchors", anchors)) if value]
     if given:
         raise click.UsageError(f"{', '.join(given)} go with --directions")
     return generator_source(ckpt, threshold, truncation, device) if ckpt else (None, None)
@@ -154,6 +158,7 @@ def format_mean_std(name, stats):
 @click.option("--darker", default=None, help="With --directions: the row darkening the object, or 'none'.")
 @click.option("--brightness", "mode", default=None, type=click.Choice(BRIGHTNESS),
               help="With --directions: the mask's brightness (default: the file's).")
+@anchor_options
 @click.option("--out", required=True, help="Folder: seed{S}/segmenter.pt, seed{S}/real/, summary.json.")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0-2: one segmenter each, mean +- std.")
 @click.option("--steps", default=12000, show_default=True)
@@ -173,13 +178,14 @@ def format_mean_std(name, stats):
 @click.option("--real-check", default=200, show_default=True, help="Real images scored at each validation.")
 @filter_options
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, directions, lighter, darker, mode, out, seeds, steps, batch, lr, decay_at, gamma, width, depth,
+def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at, gamma, width, depth,
          pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage, min_coverage, histogram,
          component_ratio, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
-    source, cfg = pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device)
+    source, cfg = pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device, anchors,
+                              anchor_noise)
     if source is None and not pairs_dir:
         raise click.UsageError("no pairs: give --ckpt (a layered or Labels4Free run), --directions or --pairs")
     filters = dict(max_coverage=max_coverage, min_coverage=min_coverage, histogram=histogram,
@@ -191,7 +197,8 @@ def main(ckpt, directions, lighter, darker, mode, out, seeds, steps, batch, lr, 
         raise click.UsageError("nothing to validate on: with --pairs alone give --real-images and --real-masks, or "
                                "--ckpt / --directions (generated validation pairs)")
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
-    settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, steps=steps,
+    settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
+                    anchor_noise=anchor_noise if anchors else None, steps=steps,
                     batch=batch, lr=lr, decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
     runs = {}

@@ -357,3 +357,60 @@ def test_bad_inputs_are_clear_errors(tiny_generator, tmp_path):
     assert result.exit_code != 0 and "--lighter 5: the directions file has rows 0-1 (v_l, v_d)" in result.output
     result = run("score", "--direction", tmp_path / "m" / "directions.pt", "--device", "cpu")
     assert result.exit_code != 0 and "is not a run on the synthetic dataset" in result.output
+
+
+def test_sampling_around_anchors(tiny_generator):
+    from layered_gan.directions.latent import LatentSpace
+
+    G = load_port(tiny_generator).G
+    anchors = torch.randn(3, G.synthesis.w_dim)
+    exact = LatentSpace(G, "w", anchors=anchors, anchor_noise=0.0).sample(20, torch.Generator().manual_seed(0))[0]
+    assert torch.cdist(exact, anchors).min(1).values.max() < 1e-6  # every code is one of the anchors
+    assert len({tuple(c.tolist()) for c in exact}) == 3  # all three drawn
+
+    g = torch.Generator().manual_seed(1)
+    near = LatentSpace(G, "w", anchors=anchors, anchor_noise=0.2).sample(20, g)[0]
+    w = LatentSpace(G, "w").sample(20, torch.Generator().manual_seed(1))[0]  # the same fresh draws
+    offsets = torch.cdist(near, anchors).min(1).values
+    torch.testing.assert_close(offsets, 0.2 * (w - G.w_avg).norm(dim=1))  # anchor + 0.2 (w - w_avg)
+    for space, bad in (("z", anchors), ("w", torch.randn(3, G.synthesis.w_dim + 1))):
+        with pytest.raises(ValueError, match="anchors must be"):
+            LatentSpace(G, space, anchors=bad)
+
+
+def test_anchors_invert_real_images_and_feed_the_masks(tiny_generator, tmp_path):
+    G = load_port(tiny_generator).G
+    g = torch.Generator().manual_seed(3)
+    targets_w = G.styles(torch.randn(4, G.z_dim, generator=g))[:, 0]
+    with torch.no_grad():
+        images = G.synthesis(targets_w[:, None].expand(-1, G.n_latent, -1),
+                             noise=[torch.zeros(4, 1, s, s) for s in G.synthesis.noise_shapes()])
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for i, image in enumerate(to_uint8(images)):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    images = torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2).float() / 127.5 - 1  # what the files hold
+    result = run("anchors", "--ckpt", tiny_generator, "--images", folder, "--out", tmp_path / "anchors.pt",
+                 "--steps", 100, "--batch", 3, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "anchors.pt", weights_only=True)
+    assert state["ws"].shape == (4, G.synthesis.w_dim) and "wrote 4 anchors" in result.output
+    def l1(w):
+        with torch.no_grad():
+            noise = [torch.zeros(4, 1, s, s) for s in G.synthesis.noise_shapes()]
+            return (G.synthesis(w[:, None].expand(-1, G.n_latent, -1), noise=noise) - images).abs().mean((1, 2, 3))
+
+    start, end = l1(G.w_avg.expand(4, -1)), l1(state["ws"])
+    assert (end < 0.9 * start).all() and end.mean() < 0.6 * start.mean()  # anchors draw their images better
+    torch.testing.assert_close(state["losses"], end, atol=0.02, rtol=0)  # the recorded final L1 (PNG rounding)
+
+    melas = tmp_path / "melas"
+    assert run("find", "--ckpt", tiny_generator, "--method", "melas", "--out", melas, "--steps", 2, "--batch", 2,
+               "--eval-batch", 2, "--strip-samples", 1, "--device", "cpu").exit_code == 0
+    common = ["--direction", melas / "directions.pt", "--num", 3, "--format", "png", "--max-coverage", 1,
+              "--min-coverage", 0, "--no-histogram", "--device", "cpu"]
+    result = run("masks", *common, "--out", tmp_path / "pairs", "--anchors", tmp_path / "anchors.pt")
+    assert result.exit_code == 0, result.output
+    assert len(FileSource(str(tmp_path / "pairs" / "masks")).names) == 3
+    result = run("masks", *common, "--out", tmp_path / "bad", "--anchors", melas / "directions.pt")
+    assert result.exit_code != 0 and "is not an anchors file" in result.output

@@ -396,8 +396,8 @@ def test_distill_from_latent_directions_and_from_pairs_without_a_generator(tmp_p
 
     result, _ = distill("--pairs", pairs, "--out", tmp_path / "nothing")
     assert result.exit_code != 0 and "nothing to validate on" in result.output
-    result, _ = distill("--ckpt", run, "--lighter", 1, "--out", tmp_path / "wrong")
-    assert result.exit_code != 0 and "--lighter go with --directions" in result.output
+    result, _ = distill("--ckpt", run, "--lighter", 1, "--anchors", tmp_path / "a.pt", "--out", tmp_path / "wrong")
+    assert result.exit_code != 0 and "--lighter, --anchors go with --directions" in result.output
     result, _ = distill("--out", tmp_path / "none")
     assert result.exit_code != 0 and "give --ckpt" in result.output
     result, _ = distill("--directions", tmp_path / "missing.pt", "--out", tmp_path / "missing")

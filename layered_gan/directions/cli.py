@@ -1,4 +1,4 @@
-"""`python -m layered_gan.directions find|masks`: search directions, then write (image, mask) pairs."""
+"""`python -m layered_gan.directions find|anchors|masks|score`: search directions, write (image, mask) pairs."""
 
 import json
 import os
@@ -13,6 +13,7 @@ from ..images import save_image_grid
 from ..networks.port import load_stylegan2
 from ..segmenter.filters import default_filters
 from ..segmenter.pairs import PairStream, export_pairs
+from .anchors import anchor_options, invert_images, save_anchors
 from .candidates import SOURCES, candidate_directions, load_directions, save_directions, with_signs
 from .latent import BRIGHTNESS, SPACES, LatentSpace
 from .masks import DirectionPairs, direction_source, direction_space, shift_row
@@ -155,6 +156,23 @@ def find(ckpt, method, out, space, truncation, seed, steps, lr, batch, eval_batc
 
 
 @cli.command()
+@click.option("--ckpt", required=True, help="StyleGAN2 run folder of ours or a StyleGAN2-port checkpoint.")
+@click.option("--images", required=True, help="Real images: a folder, a zip or an LMDB (e.g. the training data).")
+@click.option("--out", required=True, help="anchors.pt to write.")
+@click.option("--num", default=1000, show_default=True, type=click.IntRange(1), help="Images inverted (the first N).")
+@click.option("--steps", default=200, show_default=True, type=click.IntRange(1), help="Adam steps per image.")
+@click.option("--lr", default=0.05, show_default=True)
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(1), help="Images inverted together.")
+@click.option("--device", default=DEVICE, show_default=True)
+def anchors(ckpt, images, out, num, steps, lr, batch, device):
+    """Invert real images into W (L1 projection from w_avg) to sample direction masks around (masks/distill)."""
+    G = _checked(load_stylegan2, ckpt).to(device)
+    ws, losses = _checked(invert_images, G, images, num, steps, lr, batch, device)
+    save_anchors(out, ws, losses, ckpt, images, steps=steps, lr=lr)
+    click.echo(f"wrote {len(ws)} anchors to {out}; mean final L1 {losses.mean():.4f}")
+
+
+@cli.command()
 @click.option("--direction", required=True, help="directions.pt written by `find`.")
 @click.option("--out", required=True, help="New folder for the pairs.")
 @click.option("--num", required=True, type=click.IntRange(1), help="Pairs to write (after filtering).")
@@ -173,11 +191,12 @@ def find(ckpt, method, out, space, truncation, seed, steps, lr, batch, eval_batc
               help="Drop low-contrast shifted images (12-bin histogram test).")
 @click.option("--component-ratio", default=0.2, show_default=True,
               help="Remove 4-connected components smaller than this x the largest.")
+@anchor_options
 @click.option("--device", default=DEVICE, show_default=True)
 def masks(direction, out, num, fmt, ckpt, lighter, darker, mode, seed, batch, max_coverage, min_coverage, histogram,
-          component_ratio, device):
+          component_ratio, anchors, anchor_noise, device):
     """Write filtered (G(z), direction mask) pairs for distillation."""
-    source = _checked(direction_source, direction, ckpt, lighter, darker, mode, device)
+    source = _checked(direction_source, direction, ckpt, lighter, darker, mode, device, anchors, anchor_noise)
     filters = default_filters(max_coverage, min_coverage, histogram, component_ratio)
     _checked(export_pairs, PairStream(source, filters, batch, seed), num, out, fmt=fmt)
     click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")

@@ -15,13 +15,22 @@ class LatentSpace:
     A code and its shifted copies are rendered with the same noise inputs, so a latent shift is the
     only difference between G(z) and G(z + h). Truncation psi applies to w before any shift in W,
     and to w(z + h) in z.
+
+    anchors [K, dim] (W only): codes of inverted real images to sample around, Voynov et al.'s
+    z-noising (000 sec. 4, alpha = 0.2) carried to W: code = anchor + alpha (w - w_avg), the anchor
+    drawn at random and w a fresh sample (in z the same formula reads z_anchor + alpha z).
     """
 
-    def __init__(self, G, space="w", truncation=1.0, device="cpu"):
+    def __init__(self, G, space="w", truncation=1.0, device="cpu", anchors=None, anchor_noise=0.2):
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         self.G, self.space, self.truncation, self.device = G.to(device), space, truncation, device
         self.dim = G.z_dim if space == "z" else G.synthesis.w_dim
+        if anchors is not None and (space != "w" or anchors.ndim != 2 or anchors.shape[1] != self.dim):
+            raise ValueError(f"anchors must be [K, {G.synthesis.w_dim}] codes in W (space 'w'), got "
+                             f"{list(anchors.shape)} for space {space!r}")
+        self.anchors = None if anchors is None else anchors.to(device)
+        self.anchor_noise = anchor_noise
 
     @torch.no_grad()
     def sample(self, n, generator):
@@ -30,7 +39,11 @@ class LatentSpace:
         noise = layered_noise(self.G, n, self.device, generator)
         if self.space == "z":
             return z, noise
-        return self.G.styles(z, truncation=self.truncation)[:, 0], noise
+        w = self.G.styles(z, truncation=self.truncation)[:, 0]
+        if self.anchors is None:
+            return w, noise
+        index = torch.randint(len(self.anchors), (n,), generator=generator).to(self.device)
+        return self.anchors[index] + self.anchor_noise * (w - self.G.w_avg), noise
 
     def render(self, codes, noise):
         """Images [n, 3, H, W], about [-1, 1]; differentiable with respect to codes."""

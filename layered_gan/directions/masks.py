@@ -13,6 +13,7 @@ import torch
 
 from ..networks.port import load_stylegan2
 from ..segmenter.pairs import PairSource, Pairs
+from .anchors import load_anchors
 from .candidates import load_directions
 from .latent import LatentSpace, brightness, to_unit
 
@@ -53,21 +54,26 @@ def shift_row(state, which, value=None):
     return None if index is None else state["shifts"][index]
 
 
-def direction_space(state, ckpt=None, device="cpu"):
-    """The LatentSpace a directions file's shifts live in (ckpt overrides the file's generator)."""
-    space = LatentSpace(load_stylegan2(ckpt or state["ckpt"]), state["space"], state["truncation"], device)
+def direction_space(state, ckpt=None, device="cpu", anchors=None, anchor_noise=0.2):
+    """The LatentSpace a directions file's shifts live in (ckpt overrides the file's generator; anchors: an
+    anchors file of `directions anchors` to sample around)."""
+    codes = None if anchors is None else load_anchors(anchors)
+    space = LatentSpace(load_stylegan2(ckpt or state["ckpt"]), state["space"], state["truncation"], device, codes,
+                        anchor_noise)
     if state["shifts"].shape[1] != space.dim:
         raise ValueError(f"the directions hold {state['shifts'].shape[1]}-d shifts; this generator's {state['space']} "
                          f"space has {space.dim} dimensions")
     return space
 
 
-def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, device="cpu"):
+def direction_source(path, ckpt=None, lighter=None, darker=None, mode=None, device="cpu", anchors=None,
+                     anchor_noise=0.2):
     """DirectionPairs from a directions file (its generator, space and truncation; ckpt overrides the generator).
 
     lighter, darker: rows of the file's shifts, 'none' for G(z), or None for the file's choice;
-    mode: the brightness of the mask (None: the file's).
+    mode: the brightness of the mask (None: the file's); anchors, anchor_noise: see direction_space.
     """
     state = load_directions(path)
     light, dark = shift_row(state, "lighter", lighter), shift_row(state, "darker", darker)
-    return DirectionPairs(direction_space(state, ckpt, device), light, dark, mode or state["brightness"])
+    space = direction_space(state, ckpt, device, anchors, anchor_noise)
+    return DirectionPairs(space, light, dark, mode or state["brightness"])
