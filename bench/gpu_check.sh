@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks a lent GPU machine is for, in one call of the `device` tool (bench/RESULTS.md, "GPU checks"):
+# The checks a lent GPU machine is for, in one call of the `device` tool (bench/RESULTS.md, first section):
 # build the fused CUDA ops, run every CUDA test (parity with the reference ops included), time the
 # networks fast against plain on the GPU. Logs go to $OUT (default bench/gpu_out).
 #
@@ -21,9 +21,8 @@ fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
 } 2>&1 | tee "$out/machine.txt"
-python3 -m pytest -q -rs tests/test_cuda_build.py tests/test_bias_act.py tests/test_upfirdn2d.py tests/test_stylegan2.py \
-    2>&1 | tee "$out/cuda_tests.log"
+python3 -m pytest -q -rs tests/test_cuda_build.py tests/test_bias_act.py tests/test_upfirdn2d.py \
+    tests/test_stylegan2.py 2>&1 | tee "$out/cuda_tests.log"
 tests=$?
-python3 bench/bench_networks.py --device "$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')" \
-    2>&1 | tee "$out/bench_networks.log"
+python3 bench/bench_networks.py 2>&1 | tee "$out/bench_networks.log"  # on the GPU when there is one
 exit $tests

@@ -178,9 +178,9 @@ def format_mean_std(name, stats):
 @click.option("--real-check", default=200, show_default=True, help="Real images scored at each validation.")
 @filter_options
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at, gamma, width, depth,
-         pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage, min_coverage, histogram,
-         component_ratio, threshold, truncation, device):
+def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at, gamma,
+         width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage, min_coverage,
+         histogram, component_ratio, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
@@ -198,8 +198,8 @@ def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, se
                                "--ckpt / --directions (generated validation pairs)")
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
-                    anchor_noise=anchor_noise if anchors else None, steps=steps,
-                    batch=batch, lr=lr, decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
+                    anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
+                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
     runs = {}
     for seed in seeds:
