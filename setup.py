@@ -18,5 +18,6 @@ setup(
         "tensorboard",
         "tqdm",
     ],
+    entry_points={"console_scripts": ["layered-gan = layered_gan.cli:main"]},
     extras_require={"test": ["pytest", "opencv-python-headless"], "grabcut": ["opencv-python-headless"]},
 )

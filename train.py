@@ -1,55 +1,10 @@
-"""Train a model from a config.
+"""Train a model from a config: the same command as `layered-gan train` (see layered_gan/training/cli.py).
 
-    python train.py --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--resume DIR_OR_CKPT]
+    python train.py --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--resume RUN]
     torchrun --nproc_per_node=N train.py --cfg NAME ...      # several GPUs (or CPU processes)
-
-Config modes: `perturb` (PerturbGAN: perturb_*, demo), `stylegan2` (plain
-StyleGAN2: stylegan2_*, the single-output baseline, and `smoke`, a minute-long
-run that checks the install end to end) and `labels4free` (an alpha network on
-a frozen StyleGAN2: l4f_*).
 """
 
-import os
-
-import click
-import torch
-
-from layered_gan.config import load_config
-from layered_gan.training.loop import train
-from layered_gan.training.objectives import OBJECTIVES
-
-
-@click.command()
-@click.option("--cfg", "cfg_name", default="demo", show_default=True, help="Config name in configs/ or a JSON path.")
-@click.option("--data", default=None, help="Dataset path (sets data.source).")
-@click.option("--out", default=None, help="Output folder (default: the config's `out`).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
-@click.option("--resume", default=None, help="Run folder or checkpoint to continue from.")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(cfg_name, data, out, overrides, resume, device):
-    cfg = load_config(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []))
-    out = out or cfg["out"]
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
-        backend = "nccl" if device == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
-        if device == "cuda":
-            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(device)
-    if cfg.get("mode") not in OBJECTIVES:
-        raise click.BadParameter(f"config {cfg_name!r} has mode {cfg.get('mode')!r}; expected one of "
-                                 f"{', '.join(OBJECTIVES)}", param_hint="--cfg")
-    init = cfg["model"].get("init")
-    if init and not resume and not os.path.exists(init):
-        raise click.BadParameter(f"{init!r} does not exist: a stylegan2_* run folder or checkpoint to start from (the "
-                                 "demo's is checkpoints/stylegan2_demo.pt, relative to the repository root), or null "
-                                 "to start from scratch", param_hint="--set model.init")
-    train(cfg, out, resume, device)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"run written to {out}/: layers.png and grids/ (samples), checkpoint.pt, config.json, "
-              f"tensorboard/ (tensorboard --logdir {out})")
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
+from layered_gan.training.cli import train
 
 if __name__ == "__main__":
-    main()
+    train(prog_name="train.py")

@@ -7,6 +7,8 @@ strings) and fall back to plain strings; nothing is evaluated as code.
 import json
 import os
 
+from .errors import BadValue, MissingPath, UnknownKey
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
@@ -22,12 +24,12 @@ def load_config(name, overrides=()):
     path = name if name.endswith(".json") or os.sep in name else os.path.join(CONFIG_DIR, f"{name}.json")
     if not os.path.isfile(path):
         known = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json")) if os.path.isdir(CONFIG_DIR) else []
-        raise FileNotFoundError(f"config {name!r}: no file {path}; known configs: {', '.join(known) or 'none'}")
+        raise MissingPath(f"--cfg {name!r}: no file {path}; known configs: {', '.join(known) or 'none'}")
     with open(path) as fh:
         try:
             cfg = json.load(fh)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"config {path} is not valid JSON: {exc}") from None
+            raise BadValue(f"config {path} is not valid JSON: {exc}") from None
     base = cfg.pop("base", None)
     if base:
         cfg = _merge(load_config(base), cfg)
@@ -39,7 +41,7 @@ def load_config(name, overrides=()):
 def apply_override(cfg, item):
     """Set `a.b=value` in cfg; the key must already exist, so typos fail loudly."""
     if "=" not in item:
-        raise ValueError(f"override {item!r} must look like key=value")
+        raise BadValue(f"--set {item!r} must look like key=value")
     key, text = item.split("=", 1)
     try:
         value = json.loads(text)
@@ -50,9 +52,9 @@ def apply_override(cfg, item):
     parts = key.split(".")
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
-            raise KeyError(f"override {item!r}: {part!r} is not a section of this config")
+            raise UnknownKey(f"--set {item!r}: {part!r} is not a section of this config")
         node = node[part]
     if parts[-1] not in node:
-        raise KeyError(f"override {item!r}: unknown key {parts[-1]!r}; known: {', '.join(sorted(node))}")
+        raise UnknownKey(f"--set {item!r}: unknown key {parts[-1]!r}; known: {', '.join(sorted(node))}")
     node[parts[-1]] = value
     return cfg
