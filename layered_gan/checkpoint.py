@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from .files import atomic_write
+
 
 def checkpoint_file(path):
     """A run folder's checkpoint.pt, or the checkpoint file given."""
@@ -12,14 +14,7 @@ def checkpoint_file(path):
 
 def save_checkpoint(state, path):
     """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path, map_location="cpu"):

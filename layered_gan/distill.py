@@ -33,10 +33,11 @@ from .directions.candidates import load_directions
 from .directions.latent import BRIGHTNESS
 from .directions.masks import direction_source
 from .evaluation.evaluate import evaluate, listing, report
-from .evaluation.files import write_json
 from .evaluation.metrics import METRICS, Scores
 from .evaluation.sources import FileSource, SegmenterMasks, SourceSubset
-from .generate import parse_seeds, run_config
+from .files import write_json
+from .generate import parse_seeds
+from .runs import run_config
 from .segmenter.filters import default_filters
 from .segmenter.model import build_segmenter, predict, save_segmenter
 from .segmenter.pairs import PairStream, filter_options, fixed_pairs, generator_source

@@ -24,19 +24,19 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data.dataset import to_tensor
 from .data.readers import DecodeError
 from .evaluation.baselines import METHODS, baseline
 from .evaluation.evaluate import MatchError, comparison_table, evaluate, open_source, report
-from .evaluation.files import save_png, write_json
 from .evaluation.sources import FileSource, MaskFunction, SourceSubset
+from .files import save_png, write_json
 from .images import to_uint8
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
 from .render import composite
+from .runs import load_run
 from .segmenter.segment import overlay
-from .training.loop import load_models
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 IMAGE_PARTS = ("reconstructions", "backgrounds", "foregrounds")  # at the generator's resolution
@@ -44,20 +44,10 @@ MASK_PARTS = ("masks", "soft", "overlays")  # at the image's own size
 
 
 def load_layered_run(ckpt, device="cpu", discriminator=True):
-    """(LayeredSynthesis of a PerturbGAN run's EMA generator, its discriminator or None, the config), frozen."""
-    state = load_checkpoint(checkpoint_file(ckpt), device)
-    cfg = state.get("config") if isinstance(state, dict) else None
-    mode = cfg.get("mode") if isinstance(cfg, dict) else None
-    if mode != "perturb" or "G_ema" not in state:
-        what = f"a {mode!r} run" if mode else "not a training run of this toolkit"
-        raise ValueError(f"{ckpt} holds no layered generator ({what}); the encoder inverts the layered generator "
-                         "of a PerturbGAN run (config mode 'perturb'), not a Labels4Free or plain StyleGAN2 one")
-    if discriminator and "D" not in state:
-        raise ValueError(f"{ckpt} has no discriminator 'D' for the feature loss (use a feature weight of 0)")
-    G, D = load_models(state)
-    G = G.to(device).eval().requires_grad_(False)
-    D = D.to(device).eval().requires_grad_(False) if discriminator else None
-    return LayeredSynthesis(G), D, cfg
+    """(LayeredSynthesis of a PerturbGAN run's EMA generator, its discriminator or None, the config), frozen.
+    The discriminator is needed for the feature loss (a feature weight of 0 needs none)."""
+    run = load_run(ckpt, "perturb", discriminator, device)
+    return LayeredSynthesis(run.G), run.D, run.config
 
 
 class ReconstructionLoss:
@@ -386,7 +376,9 @@ def main(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder_p
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="--ckpt") from None
     if synthetic_test:
-        from .distill import real_sources  # the run's synthetic held-out split, images and masks paired
+        from .distill import (
+            real_sources,  # the run's synthetic held-out split, images and masks paired
+        )
 
         sources = real_sources(cfg, None, None)
         if sources is None:

@@ -8,12 +8,10 @@ import os
 import click
 import torch
 
-from .checkpoint import checkpoint_file
 from .images import save_image_grid
-from .networks.port import port_models, read_port_checkpoint
 from .render import composite
-from .segmenter.pairs import sample_layers
-from .training.loop import load_models
+from .runs import load_run
+from .sampling import generate_layers
 
 
 def parse_seeds(text):
@@ -26,33 +24,6 @@ def parse_seeds(text):
         except ValueError:
             raise click.BadParameter(f"seeds must look like 0-7,9; got {text!r}") from None
     return seeds
-
-
-def run_config(ckpt):
-    """The config of a training run of ours (folder or checkpoint); None for other checkpoints (port files)."""
-    state = read_port_checkpoint(checkpoint_file(ckpt))
-    return state.get("config") if isinstance(state, dict) else None
-
-
-def load_generator(ckpt, device="cpu"):
-    """The EMA generator (layered, Labels4Free or plain) of a run folder or checkpoint file, and the run's config
-    (None for a StyleGAN2 port checkpoint)."""
-    path = checkpoint_file(ckpt)
-    state = read_port_checkpoint(path)  # a run of ours, or a port file (with its argparse `args`)
-    if "g_ema" in state:
-        return port_models(state, path).G.to(device).eval().requires_grad_(False), None
-    G, _ = load_models(state)
-    return G.to(device).eval().requires_grad_(False), state["config"]
-
-
-@torch.no_grad()
-def generate_layers(G, seeds, truncation=1.0, device="cpu"):
-    """Layers (or, from a plain generator, images) for each seed: the latent and the noise inputs are drawn from
-    that seed alone."""
-    out = [sample_layers(G, 1, torch.Generator().manual_seed(seed), truncation, device) for seed in seeds]
-    if isinstance(out[0], torch.Tensor):
-        return torch.cat(out)
-    return type(out[0])(*(torch.cat(t) for t in zip(*out)))
 
 
 def named_images(layers):
@@ -77,7 +48,7 @@ def named_images(layers):
 def main(ckpt, seeds, truncation, out, grid, device):
     """Generate samples from a checkpoint: layers and composites, or a plain generator's images."""
     seeds = parse_seeds(seeds)
-    G, _ = load_generator(ckpt, device)
+    G = load_run(ckpt, device=device).G
     images = named_images(generate_layers(G, seeds, truncation, device))
     if grid:
         save_image_grid(torch.cat(list(images.values())), os.path.join(out, "layers.png"), nrow=len(seeds))

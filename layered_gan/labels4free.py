@@ -19,16 +19,17 @@ import torch
 from tqdm import tqdm
 
 from .data.dataset import ImageDataset
-from .evaluation.files import partial_folder, save_png, write_json
+from .files import partial_folder, save_png, write_json
 from .images import to_uint8
 from .labels4free_analysis import (bar_chart, crop_targets, layer_gradient_norms, rank_layers, suggest_start,
                                    trgb_noise_sensitivity)
-from .networks.port import load_stylegan2
 from .projection import project as project_images
 from .projection import zero_noise
 from .render import composite
+from .runs import load_run, load_stylegan2
+from .sampling import layered_noise, sample_layers
 from .segmenter.filters import FilterChain
-from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs, layered_noise, sample_layers
+from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs
 
 SAMPLE_PARTS = ("images", "foregrounds", "backgrounds", "alphas", "masks")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -44,21 +45,8 @@ def new_folder(out):
 
 def load_l4f_run(ckpt, device):
     """(Labels4FreeGenerator of a run's EMA weights, its config)."""
-    from .generate import load_generator
-
-    try:
-        G, cfg = load_generator(ckpt, device)
-    except KeyError as exc:
-        raise click.BadParameter(f"{ckpt} is not a training run's checkpoint (it has no {exc}); give a Labels4Free "
-                                 "run folder", param_hint="--ckpt")
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="--ckpt")
-    if cfg is None:
-        raise click.BadParameter(f"{ckpt} is not a training run's checkpoint (a StyleGAN2 port file); give a "
-                                 "Labels4Free run folder", param_hint="--ckpt")
-    if cfg.get("mode") != "labels4free":
-        raise click.BadParameter(f"{ckpt} is a {cfg.get('mode')!r} run, not a Labels4Free one", param_hint="--ckpt")
-    return G, cfg
+    run = load_run(ckpt, "labels4free", device=device)
+    return run.G, run.config
 
 
 @torch.no_grad()
@@ -160,10 +148,7 @@ def project(ckpt, images, out, steps, lr, feature_weight, plus, threshold, batch
 
 
 def analysis_generator(ckpt, device):
-    try:
-        return load_stylegan2(ckpt).to(device)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--ckpt")
+    return load_stylegan2(ckpt).to(device)
 
 
 @main.command("trgb-ssim")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .segmenter.pairs import layered_noise
+from .sampling import layered_noise
 
 
 def gaussian_window(size, sigma):

@@ -254,14 +254,15 @@ def test_generate_draws_a_plain_generator(tiny_generator, tmp_path):
 def test_generate_reads_a_port_file_with_its_argparse_args(tiny_generator, tmp_path):
     import argparse
 
-    from layered_gan.generate import load_generator, run_config
+    from layered_gan.runs import load_run, run_config
     from layered_gan.networks.port import read_port_checkpoint
 
     state = read_port_checkpoint(tiny_generator)
     state["args"] = argparse.Namespace(size=SIZE, channel_multiplier=2)  # as the port's train.py saves it
     path = str(tmp_path / "with_args.pt")
     torch.save(state, path)
-    G, cfg = load_generator(path)
+    run = load_run(path)
+    G, cfg = run.G, run.config
     assert cfg is None and run_config(path) is None
     torch.testing.assert_close(G.w_avg, load_port(tiny_generator).G.w_avg)
 

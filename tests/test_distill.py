@@ -16,7 +16,8 @@ from layered_gan.segmenter.filters import (Components, FilterChain, HistogramCon
                                            default_filters, interior_peak, keep_large_components, smoothed_histogram)
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
-                                         fixed_pairs, layered_noise, sample_layers)
+                                         fixed_pairs)
+from layered_gan.sampling import layered_noise, sample_layers
 from layered_gan.segmenter.training import fit, repeat
 
 
@@ -178,7 +179,7 @@ class CudaLike(torch.nn.Module):
 
 
 def test_generate_layers_draws_noise_on_the_cpu_then_moves_it():
-    from layered_gan.generate import generate_layers
+    from layered_gan.sampling import generate_layers
 
     G = tiny_generator()
     layers = generate_layers(CudaLike(G.to("meta")), [0, 1], truncation=0.7, device="meta")
@@ -301,7 +302,7 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     from layered_gan.config import load_config
     from layered_gan.data.synthetic import build_synthetic
     from layered_gan.distill import main as distill_main
-    from layered_gan.training.loop import build_models
+    from layered_gan.runs import build_models
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
     cfg = load_config("demo", ['data.synthetic={"resolution": 32, "count": 4, "test_count": 6, "seed": 0}',

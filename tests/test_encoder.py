@@ -16,7 +16,7 @@ from layered_gan.evaluation.sources import FileSource
 from layered_gan.networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from layered_gan.networks.layered import LayeredGenerator
 from layered_gan.projection import zero_noise
-from layered_gan.training.loop import build_models
+from layered_gan.runs import build_models
 
 TINY = ('model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, "channel_max": 8, '
         '"variant": "two", "mbstd_group": 4}')
@@ -246,8 +246,8 @@ def test_clear_errors(tmp_path):
     images = image_folder(tmp_path / "img", {"a": (16, 16)})
     stylegan2 = tiny_run(tmp_path / "sg2", mode="stylegan2_demo")
     save_checkpoint({"config": {"mode": "labels4free"}, "G_ema": {}}, str(tmp_path / "l4f" / "checkpoint.pt"))
-    for ckpt, what in ((stylegan2, "holds no layered generator (a 'stylegan2' run)"),
-                       (str(tmp_path / "l4f"), "holds no layered generator (a 'labels4free' run)"),
+    for ckpt, what in ((stylegan2, "is a 'stylegan2' run, not a PerturbGAN run"),
+                       (str(tmp_path / "l4f"), "is a 'labels4free' run, not a PerturbGAN run"),
                        (str(tmp_path / "none"), "does not exist")):
         result = CliRunner().invoke(main, ["--ckpt", ckpt, "--images", images, "--out", str(tmp_path / "o")])
         assert result.exit_code != 0 and "--ckpt" in result.output and what in result.output, result.output

@@ -115,7 +115,7 @@ def test_fid_command_with_a_small_network(tmp_path, monkeypatch):
     from layered_gan.checkpoint import save_checkpoint
     from layered_gan.config import load_config
     from layered_gan.evaluation.fid import main
-    from layered_gan.training.loop import build_models
+    from layered_gan.runs import build_models
 
     cfg = load_config("demo", ['model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
                                '"channel_max": 8, "variant": "two", "mbstd_group": 4}'])
@@ -167,7 +167,7 @@ def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, 
     from layered_gan.networks import Generator
     from layered_gan.networks.port import save_port
     from layered_gan.segmenter.model import build_segmenter
-    from layered_gan.training.loop import build_models
+    from layered_gan.runs import build_models
 
     rng = np.random.default_rng(0)
     (tmp_path / "real").mkdir()

@@ -84,7 +84,7 @@ def test_command_scores_a_labels4free_run_at_its_threshold(tmp_path, monkeypatch
     from layered_gan.data.synthetic import build_synthetic
     from layered_gan.networks import Discriminator, Generator
     from layered_gan.networks.port import save_port
-    from layered_gan.training.labels4free import Labels4Free
+    from layered_gan.training.objectives import Labels4Free
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(1)

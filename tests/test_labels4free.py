@@ -6,7 +6,7 @@ from layered_gan.config import load_config
 from layered_gan.networks import Generator
 from layered_gan.networks.labels4free import AlphaNetwork, BackgroundGenerator
 from layered_gan.networks.port import save_port
-from layered_gan.training.labels4free import Labels4Free
+from layered_gan.training.objectives import Labels4Free
 from layered_gan.training.loop import train
 from layered_gan.training.schedule import phase_at
 

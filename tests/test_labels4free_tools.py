@@ -8,6 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from layered_gan import generate
+from layered_gan.runs import load_run
+from layered_gan.sampling import generate_layers
 from layered_gan.checkpoint import save_checkpoint
 from layered_gan.config import load_config
 from layered_gan.data.dataset import ImageDataset
@@ -18,7 +20,7 @@ from layered_gan.labels4free_analysis import (bar_chart, layer_gradient_norms, r
 from layered_gan.networks import Discriminator, Generator
 from layered_gan.networks.port import save_port
 from layered_gan.projection import project, zero_noise
-from layered_gan.training.labels4free import Labels4Free
+from layered_gan.training.objectives import Labels4Free
 
 CHANNELS = {4: 8, 8: 6, 16: 4}
 
@@ -102,14 +104,14 @@ def test_sample_writes_aligned_tuples_and_the_same_pairs_as_lmdb(run, tmp_path):
 def test_generate_works_on_a_labels4free_run(run, tmp_path):
     invoke(generate.main, ["--ckpt", run / "run", "--seeds", "0-2", "--out", tmp_path, "--truncation", 0.7])
     assert Image.open(tmp_path / "layers.png").size == (3 * 16, 4 * 16)  # background, foreground, mask, composite
-    G, _ = generate.load_generator(str(run / "run"))
-    layers = generate.generate_layers(G, [0, 1], truncation=0.7)
-    torch.testing.assert_close(generate.generate_layers(G, [1], truncation=0.7).mask, layers.mask[1:])
+    G = load_run(str(run / "run")).G
+    layers = generate_layers(G, [0, 1], truncation=0.7)
+    torch.testing.assert_close(generate_layers(G, [1], truncation=0.7).mask, layers.mask[1:])
     assert layers.mask.shape == (2, 1, 16, 16) and not torch.equal(layers.background[0], layers.background[1])
 
 
 def test_alpha_network_reads_both_convs_of_each_block(run):
-    G, _ = generate.load_generator(str(run / "run"))
+    G = load_run(str(run / "run")).G
     feats = G.generator.synthesis(G.generator.styles(torch.randn(2, 8)), return_features="all")[1]
     assert [f.shape[-1] for f in feats] == [4, 8, 8, 16, 16]
     ws = G.generator.styles(torch.randn(2, 8))
@@ -244,7 +246,7 @@ def test_analysis_commands_print_tables_and_save_plots(run, tmp_path):
                                       "--box", "0.5,0,0.5,1"])
     assert result.exit_code != 0 and "--box" in result.output
     result = CliRunner().invoke(l4f, ["sample", "--ckpt", str(run / "g.pt"), "--num", "1", "--out", str(tmp_path)])
-    assert result.exit_code != 0 and "--ckpt" in result.output and "not a training run" in result.output
+    assert result.exit_code != 0 and "--ckpt" in result.output and "not a Labels4Free run" in result.output
 
 
 def test_bar_chart_draws_bars_to_scale(tmp_path):

@@ -134,11 +134,14 @@ def test_sigkill_during_checkpoint_writes_leaves_a_loadable_checkpoint(tmp_path)
 
 
 def test_generate_command_from_a_checkpoint(tmp_path, cache):
-    from layered_gan.generate import generate_layers, load_generator, parse_seeds
+    from layered_gan.generate import parse_seeds
+    from layered_gan.runs import load_run
+    from layered_gan.sampling import generate_layers
 
     train(tiny_cfg(tmp_path, total_kimg=0.016), str(tmp_path / "run"))
     assert parse_seeds("0-2,5") == [0, 1, 2, 5]
-    G, cfg = load_generator(str(tmp_path / "run"))
+    run = load_run(str(tmp_path / "run"))
+    G, cfg = run.G, run.config
     a = generate_layers(G, [3, 4], truncation=0.5)
     b = generate_layers(G, [4], truncation=0.5)
     torch.testing.assert_close(a.mask[1:], b.mask)  # a seed alone fixes its sample

@@ -5,7 +5,8 @@ import torch
 
 from layered_gan.checkpoint import save_checkpoint
 from layered_gan.networks import Discriminator, Generator
-from layered_gan.networks.port import generator_from_port, load_port, load_stylegan2, read_port_checkpoint, save_port
+from layered_gan.networks.port import generator_from_port, load_port, read_port_checkpoint, save_port
+from layered_gan.runs import load_stylegan2
 from layered_gan.training.objectives import make_objective
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "fixtures")

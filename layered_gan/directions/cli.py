@@ -6,11 +6,10 @@ import os
 import click
 import torch
 
-from ..evaluation.files import write_json
 from ..evaluation.generated import score_masks, synthetic_settings, train_reference
-from ..generate import run_config
+from ..files import write_json
 from ..images import save_image_grid
-from ..networks.port import load_stylegan2
+from ..runs import load_stylegan2, run_config
 from ..segmenter.filters import default_filters
 from ..segmenter.pairs import PairStream, export_pairs
 from .anchors import anchor_options, invert_images, save_anchors

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..segmenter.pairs import layered_noise
+from ..sampling import layered_noise
 
 SPACES = ("z", "w")
 BRIGHTNESS = ("gray", "rgb")

@@ -11,8 +11,8 @@ image shifted along `lighter` (along `darker` when there is no lighter shift).
 
 import torch
 
-from ..networks.port import load_stylegan2
-from ..segmenter.pairs import PairSource, Pairs
+from ..runs import load_stylegan2
+from ..segmenter.pairs import Pairs, PairSource
 from .anchors import load_anchors
 from .candidates import load_directions
 from .latent import LatentSpace, brightness, to_unit

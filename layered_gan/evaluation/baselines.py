@@ -17,8 +17,8 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 
 from ..data.synthetic import build_synthetic, split_paths
+from ..files import write_json
 from .evaluate import MatchError, comparison_table, evaluate, listing, open_source, report
-from .files import write_json
 from .sources import MaskFunction
 
 METHODS = ("full", "centre", "kmeans", "grabcut")

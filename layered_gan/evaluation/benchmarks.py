@@ -30,7 +30,7 @@ from scipy.io import loadmat
 from tqdm import tqdm
 
 from ..data.readers import IMAGE_EXTENSIONS, decode_image
-from .files import save_png
+from ..files import save_png
 
 SIZE = 128
 FOLDER_PAIRS = {"duts-te": ("DUTS-TE-Image", "DUTS-TE-Mask"), "ecssd": ("images", "ground_truth_mask"),

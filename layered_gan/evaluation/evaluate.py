@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .files import save_png, write_json
+from ..files import save_png, write_json
 from .metrics import Scores, format_table
 from .sources import FileSource
 

@@ -30,9 +30,10 @@ from scipy import linalg
 from tqdm import tqdm
 
 from ..data.dataset import ImageDataset, dataset_from_config
+from ..files import write_json
 from ..render import composite
-from ..segmenter.pairs import sample_layers
-from .files import write_json
+from ..runs import load_run
+from ..sampling import sample_layers
 from .generated import synthetic_settings, train_reference
 
 ENV = "LAYERED_GAN_INCEPTION"
@@ -165,9 +166,8 @@ def generated_batches(G, batch, seed, device, truncation=1.0):
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(ckpt, real, num, inception, feature_net, batch, out, device):
     """FID and KID between a generator's images (a layered one's composites) and real images."""
-    from ..generate import load_generator
-
-    G, cfg = load_generator(ckpt, device)
+    run = load_run(ckpt, device=device)
+    G, cfg = run.G, run.config
     try:
         if feature_net == "reference":
             features = reference_features(train_reference(synthetic_settings(cfg, ckpt), device=device)[0], device)

@@ -25,13 +25,14 @@ from tqdm import tqdm
 
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
+from ..files import write_json
 from ..paths import cache_dir
+from ..runs import load_run
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
 from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
 from .baselines import centre_disc
 from .evaluate import evaluate
-from .files import write_json
 from .metrics import iou_per_image
 from .sources import FileSource, SegmenterMasks
 
@@ -136,9 +137,8 @@ def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, de
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(ckpt, num, threshold, truncation, steps, out, device):
     """Score a generator's masks against the reference segmenter (runs on the synthetic dataset only)."""
-    from ..generate import load_generator
-
-    G, cfg = load_generator(ckpt, device)
+    run = load_run(ckpt, device=device)
+    G, cfg = run.G, run.config
     try:
         synthetic = synthetic_settings(cfg, ckpt)
     except ValueError as exc:

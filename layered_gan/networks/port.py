@@ -12,9 +12,10 @@ ours correlate (the weight is flipped in both spatial axes); noise strengths are
 scalar); tRGB biases are [1, C, 1, 1] (ours [C]). Its fixed noise buffers (`noises.noise_*`, used
 with `randomize_noise=False`) come back as a list for `noise=`.
 
-    G = load_stylegan2("550000.pt")                         # either format -> our Generator
-    G, D = load_stylegan2("runs/stylegan2_demo", discriminator=True)
-    save_port("exported.pt", G, D)                          # our networks -> the port's layout
+    G, D, noise = load_port("550000.pt", discriminator=True)  # the port's layout -> our networks
+    save_port("exported.pt", G, D)                             # our networks -> the port's layout
+
+`runs.load_stylegan2` reads either a port file or a `stylegan2_*` run of ours.
 """
 
 import argparse
@@ -25,7 +26,7 @@ import torch
 
 from cuda_ops import setup_filter
 
-from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from .stylegan2 import Discriminator, Generator
 
 PORT_LR_MLP = 0.01  # the port's mapping learning-rate multiplier (not stored in its checkpoints)
@@ -230,28 +231,3 @@ def port_models(ckpt, path, discriminator=False, formulation="fast"):
     G, noise = generator_from_port(ckpt["g_ema"], ckpt.get("latent_avg"), formulation, f"{path} g_ema")
     D = discriminator_from_port(ckpt["d"], formulation=formulation, what=f"{path} d") if discriminator else None
     return PortModels(G, D, noise)
-
-
-def load_stylegan2(path, discriminator=False, formulation="fast"):
-    """Our Generator (and Discriminator) from a port checkpoint or a run of ours (`stylegan2_*` configs).
-
-    path: a checkpoint file or a run folder (its checkpoint.pt). Returns G in eval mode, or (G, D).
-    """
-    path = checkpoint_file(path)
-    ckpt = read_port_checkpoint(path)
-    if "g_ema" in ckpt:
-        G, D, _ = port_models(ckpt, path, discriminator, formulation)
-    elif "config" in ckpt and "G_ema" in ckpt:
-        from ..training.loop import load_models  # the training package imports this module
-
-        mode = ckpt["config"].get("mode")
-        if mode != "stylegan2":
-            raise ValueError(f"{path} is a {mode!r} run, not a StyleGAN2 one (config mode 'stylegan2')")
-        G, D = load_models(ckpt)
-        if discriminator and D is None:
-            raise ValueError(f"{path} holds no discriminator 'D'")
-    else:
-        raise ValueError(f"{path} is neither a StyleGAN2-port checkpoint (g_ema) nor a run of ours (config, G_ema); "
-                         f"keys: {', '.join(sorted(ckpt))}")
-    G = G.eval().requires_grad_(False)
-    return (G, D.eval()) if discriminator else G

@@ -23,9 +23,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..evaluation.files import partial_folder, save_png, write_json
+from ..files import partial_folder, save_png, write_json
 from ..images import to_uint8
 from ..render import composite
+from ..runs import load_run
+from ..sampling import sample_layers
 from .filters import default_filters
 
 
@@ -40,22 +42,6 @@ class PairSource:
 
     def sample(self, n, generator):
         raise NotImplementedError
-
-
-def layered_noise(G, n, device, generator):
-    """G.make_noise drawn from a CPU torch.Generator (CUDA sampling cannot use one), then moved to `device`."""
-    def move(x):
-        return [move(t) for t in x] if isinstance(x, (list, tuple)) else None if x is None else x.to(device)
-
-    return move(G.make_noise(n, "cpu", generator))
-
-
-@torch.no_grad()
-def sample_layers(G, n, generator, truncation=1.0, device="cpu"):
-    """Layers of a layered (or Labels4Free) generator on `device` for n latents, then noise, drawn from
-    `generator` (a CPU torch.Generator) in that order."""
-    z = torch.randn(n, G.z_dim, generator=generator).to(device)
-    return G(z, truncation=truncation, noise=layered_noise(G, n, device, generator))
 
 
 class LayeredGeneratorPairs(PairSource):
@@ -214,15 +200,8 @@ def filter_options(fn):
 
 def generator_source(ckpt, threshold, truncation, device):
     """(LayeredGeneratorPairs, run config) from a run folder or checkpoint."""
-    from ..generate import load_generator
-
-    G, cfg = load_generator(ckpt, device)
-    if cfg is None or cfg.get("mode") not in ("perturb", "labels4free"):
-        what = "a StyleGAN2 port file" if cfg is None else f"a {cfg.get('mode')!r} run"
-        raise click.BadParameter(f"{ckpt} is {what}: its images come without masks; give a PerturbGAN or "
-                                 "Labels4Free run (latent directions of a plain generator: --directions)",
-                                 param_hint="--ckpt")
-    return LayeredGeneratorPairs(G, truncation, threshold if threshold >= 0 else None, device), cfg
+    run = load_run(ckpt, "layered", device=device)
+    return LayeredGeneratorPairs(run.G, truncation, threshold if threshold >= 0 else None, device), run.config
 
 
 @click.command()

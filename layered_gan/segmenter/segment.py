@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from ..evaluation.evaluate import open_source
-from ..evaluation.files import save_png
 from ..evaluation.sources import SegmenterMasks
+from ..files import save_png
 from .model import load_segmenter
 
 

@@ -1,4 +1,4 @@
-"""The training loop shared by every objective (training/objectives.py): PerturbGAN and StyleGAN2.
+"""The training loop shared by every objective (training/objectives/): PerturbGAN, StyleGAN2, Labels4Free.
 
 Each iteration: a critic step and a generator step of the objective at the
 current phase of the progressive schedule (8 -> resolution, PerturbGAN sec. 3.4),
@@ -24,21 +24,6 @@ from ..images import save_image_grid
 from .ema import ema_beta, update_ema
 from .objectives import make_objective
 from .schedule import phase_at
-
-
-def build_models(cfg):
-    """(G, D) of a config, freshly initialized."""
-    return make_objective(cfg).build()
-
-
-def load_models(state):
-    """(EMA G, D or None when the checkpoint has none) of a loaded training checkpoint, weights loaded."""
-    G, D = build_models(state["config"])
-    G.load_state_dict(state["G_ema"])
-    if "D" not in state:
-        return G, None
-    D.load_state_dict(state["D"])
-    return G, D
 
 
 def fade_real(real, alpha):
@@ -70,126 +55,174 @@ def check_finite(stats, step, ckpt_path):
             raise FloatingPointError(f"non-finite {name} = {value} at step {step}; last good checkpoint: {last}")
 
 
+class Run:
+    """What a training run holds between steps: models, optimizers, its RNG stream and its position."""
+
+    def __init__(self, cfg, objective, rank, resume, device):
+        torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+        self.G, self.D = objective.build()
+        if not resume:
+            objective.initialize(self.G, self.D)  # a fresh run's starting weights (PerturbGAN's model.init)
+        self.G, self.D = self.G.to(device), self.D.to(device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
+        self.rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ...
+        self.images_seen, self.step = 0, 0
+
+    def _modules(self):
+        return {"G": self.G, "G_ema": self.G_ema, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def resume(self, path, objective, rank, device):
+        """Continue from a checkpoint: weights, optimizers, position and this rank's RNG states."""
+        state = load_checkpoint(checkpoint_file(path), device)
+        for key, obj in self._modules().items():
+            obj.load_state_dict(state[key])
+        self.images_seen, self.step = state["images_seen"], state["step"]
+        objective.load_state_dict(state["objective"])
+        self.rng.set_state(state["rng"][rank][0])
+        torch.set_rng_state(state["rng"][rank][1])
+
+    def save(self, path, objective, cfg, rank, world):
+        """Called by every rank at the same step: the RNG states are gathered collectively; rank 0 writes."""
+        mine = (self.rng.get_state(), torch.get_rng_state())  # ours, and the global one (noise inputs)
+        rng_states = [mine]
+        if world > 1:
+            rng_states = [None] * world
+            dist.all_gather_object(rng_states, mine)
+        if rank == 0:
+            state = {key: obj.state_dict() for key, obj in self._modules().items()}
+            save_checkpoint({**state, "images_seen": self.images_seen, "step": self.step, "rng": rng_states,
+                             "objective": objective.state_dict(), "config": cfg}, path)
+
+
+def open_dataset(cfg, images_seen, rank, world):
+    """The run's dataset at the resolution of its current phase; rank 0 builds what the ranks share first."""
+    if rank != 0:
+        dist.barrier()  # rank 0 first builds what the ranks share (the synthetic dataset, key caches)
+    dataset = dataset_from_config(cfg["data"], phase_at(images_seen / 1000, cfg["schedule"],
+                                                        cfg["model"]["resolution"]).resolution)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    return dataset
+
+
+def start_phase(run, phase, dataset, cfg, world):
+    """A new resolution: the dataset's size, a loader resuming the data order at images_seen, the lr."""
+    if phase.batch % world:
+        raise ValueError(f"batch {phase.batch} at {phase.resolution} px does not split over {world} processes")
+    dataset.set_resolution(phase.resolution)
+    sampler = ResumableSampler(len(dataset), cfg["seed"], run.images_seen, dist_rank(), world)
+    loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG
+        dataset, batch_size=phase.batch // world, sampler=sampler, num_workers=cfg["workers"],
+        persistent_workers=cfg["workers"] > 0, generator=torch.Generator().manual_seed(cfg["seed"]))
+    for opt in (run.opt_g, run.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = phase.lr
+    return iter(loader)
+
+
+def train_step(run, objective, real, phase, world, ema_cfg):
+    """One critic step, one generator step, the EMA update; returns (losses, stats, extras)."""
+    G, D = run.G, run.D
+    device = real.device
+    d_loss, stats = objective.d_loss(G, D, fade_real(real, phase.alpha), phase, run.rng, run.step)
+    run.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    if world > 1:
+        average_gradients(D, world)
+    run.opt_d.step()
+
+    D.requires_grad_(False)  # the generator step needs gradients through D, not for it
+    g_loss, g_stats, extras = objective.g_loss(G, D, phase.batch // world, phase, run.rng, run.step, device)
+    D.requires_grad_(True)
+    run.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    if world > 1:
+        average_gradients(G, world)
+        average_w_avg(G, world)
+    run.opt_g.step()
+    stats.update(g_stats)
+
+    run.images_seen += phase.batch
+    run.step += 1
+    update_ema(run.G_ema, G, ema_beta(phase.batch, run.images_seen, ema_cfg["half_life_kimg"], ema_cfg["rampup"]))
+    return (d_loss.item(), g_loss.item()), {k: v.item() for k, v in stats.items()}, extras
+
+
+class RunLog:
+    """Rank 0's outputs besides checkpoints: config.json, TensorBoard scalars, image grids, the progress bar."""
+
+    def __init__(self, cfg, out, G, images_seen, total, rank):
+        self.cfg, self.out, self.rank, self.writer = cfg, out, rank, None
+        if rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, "config.json"), "w") as fh:
+                json.dump(cfg, fh, indent=2)
+            self.writer = SummaryWriter(os.path.join(out, "tensorboard"))
+        fixed = torch.Generator().manual_seed(cfg["seed"])
+        self.fixed_z = torch.randn(cfg["log"]["grid_size"], G.z_dim, generator=fixed)
+        self.bar = tqdm(total=total, initial=images_seen, unit="img", disable=rank != 0, dynamic_ncols=True)
+        self.next_log, self.total = images_seen, total
+        self.start_time, self.start_images = time.time(), images_seen
+
+    def step(self, run, objective, phase, losses, stats, extras):
+        self.bar.update(phase.batch)
+        mask = f" m={extras['mask'].mean().item():.2f}" if "mask" in extras else ""
+        self.bar.set_postfix_str(f"{phase.resolution}px a={phase.alpha:.2f} kimg={run.images_seen / 1000:.1f} "
+                                 f"D={losses[0]:.2f} G={losses[1]:.2f}{mask}")
+        if self.rank != 0 or (run.images_seen < self.next_log and run.images_seen < self.total):
+            return
+        self.next_log = run.images_seen + self.cfg["log"]["tick_kimg"] * 1000
+        stats.update({k: v.item() for k, v in objective.monitors(extras).items()})
+        stats["speed/images_per_s"] = (run.images_seen - self.start_images) / (time.time() - self.start_time)
+        stats.update({"schedule/resolution": phase.resolution, "schedule/alpha": phase.alpha})
+        for k, v in stats.items():
+            self.writer.add_scalar(k, v, run.images_seen)
+        write_grids(objective, run.G_ema, self.fixed_z, phase, self.out, self.writer, run.images_seen)
+
+    def close(self):
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def dist_rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
 def train(cfg, out, resume=None, device="cpu"):
     """Train (or, with resume = a run folder or checkpoint, continue) to cfg.schedule.total_kimg.
 
     Returns the EMA generator. Under torch.distributed each process trains on its share of the batch.
     """
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    scfg, resolution = cfg["schedule"], cfg["model"]["resolution"]
+    rank, world = dist_rank(), (dist.get_world_size() if dist.is_initialized() else 1)
     objective = make_objective(cfg)
-    torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
-    G, D = objective.build()
-    if not resume:
-        objective.initialize(G, D)  # a fresh run's starting weights (PerturbGAN's model.init)
-    G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
-    opt_g = torch.optim.Adam(G.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
-    opt_d = torch.optim.Adam(D.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
-    rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, interpolation
-    ckpt_path = os.path.join(out, "checkpoint.pt")
-    images_seen, step = 0, 0
+    run = Run(cfg, objective, rank, resume, device)
     if resume:
-        state = load_checkpoint(checkpoint_file(resume), device)
-        for obj, key in ((G, "G"), (G_ema, "G_ema"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            obj.load_state_dict(state[key])
-        images_seen, step = state["images_seen"], state["step"]
-        objective.load_state_dict(state["objective"])
-        rng.set_state(state["rng"][rank][0])
-        torch.set_rng_state(state["rng"][rank][1])
-    if rank != 0:
-        dist.barrier()  # rank 0 first builds what the ranks share (the synthetic dataset, key caches)
-    dataset = dataset_from_config(cfg["data"], phase_at(images_seen / 1000, scfg, resolution).resolution)
-    if world > 1 and rank == 0:
-        dist.barrier()
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "config.json"), "w") as fh:
-            json.dump(cfg, fh, indent=2)
-        writer = SummaryWriter(os.path.join(out, "tensorboard"))
-    fixed_z = torch.randn(cfg["log"]["grid_size"], G.z_dim, generator=torch.Generator().manual_seed(cfg["seed"]))
-    total = int(scfg["total_kimg"] * 1000)
-    phase, batches, next_ckpt, next_log = None, None, images_seen, images_seen
-    bar = tqdm(total=total, initial=images_seen, unit="img", disable=rank != 0, dynamic_ncols=True)
-    start_time, start_images = time.time(), images_seen
-
-    def checkpoint():  # called by every rank at the same step: the RNG states are gathered collectively
-        mine = (rng.get_state(), torch.get_rng_state())  # ours, and the global one (noise inputs)
-        rng_states = [mine]
-        if world > 1:
-            rng_states = [None] * world
-            dist.all_gather_object(rng_states, mine)
-        if rank != 0:
-            return
-        save_checkpoint({"G": G.state_dict(), "G_ema": G_ema.state_dict(), "D": D.state_dict(),
-                         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "images_seen": images_seen,
-                         "step": step, "rng": rng_states, "objective": objective.state_dict(), "config": cfg},
-                        ckpt_path)
-
-    while images_seen < total:
-        p = phase_at(images_seen / 1000, scfg, resolution)
+        run.resume(resume, objective, rank, device)
+    dataset = open_dataset(cfg, run.images_seen, rank, world)
+    total = int(cfg["schedule"]["total_kimg"] * 1000)
+    log = RunLog(cfg, out, run.G, run.images_seen, total, rank)
+    ckpt_path = os.path.join(out, "checkpoint.pt")
+    phase, batches, next_ckpt = None, None, run.images_seen
+    while run.images_seen < total:
+        p = phase_at(run.images_seen / 1000, cfg["schedule"], cfg["model"]["resolution"])
         if phase is None or p.index != phase.index:  # new resolution: data, batch size, learning rate
             if phase is not None:
-                checkpoint()
-            if p.batch % world:
-                raise ValueError(f"batch {p.batch} at {p.resolution} px does not split over {world} processes")
-            dataset.set_resolution(p.resolution)
-            sampler = ResumableSampler(len(dataset), cfg["seed"], images_seen, rank, world)
-            loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG
-                dataset, batch_size=p.batch // world, sampler=sampler, num_workers=cfg["workers"],
-                persistent_workers=cfg["workers"] > 0, generator=torch.Generator().manual_seed(cfg["seed"]))
-            batches = iter(loader)
+                run.save(ckpt_path, objective, cfg, rank, world)
+            batches = start_phase(run, p, dataset, cfg, world)
         phase = p
-        for opt in (opt_g, opt_d):
-            for group in opt.param_groups:
-                group["lr"] = p.lr
-        batch = p.batch // world
-
-        real = fade_real(next(batches).to(device), p.alpha)
-        d_loss, stats = objective.d_loss(G, D, real, p, rng, step)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        if world > 1:
-            average_gradients(D, world)
-        opt_d.step()
-
-        D.requires_grad_(False)  # the generator step needs gradients through D, not for it
-        g_loss, g_stats, extras = objective.g_loss(G, D, batch, p, rng, step, device)
-        D.requires_grad_(True)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        if world > 1:
-            average_gradients(G, world)
-            average_w_avg(G, world)
-        opt_g.step()
-        stats.update(g_stats)
-
-        images_seen += p.batch
-        step += 1
-        update_ema(G_ema, G, ema_beta(p.batch, images_seen, cfg["ema"]["half_life_kimg"], cfg["ema"]["rampup"]))
-        stats = {k: v.item() for k, v in stats.items()}
-        check_finite(stats, step, ckpt_path)
-        bar.update(p.batch)
-        bar.set_postfix_str(f"{p.resolution}px a={p.alpha:.2f} kimg={images_seen / 1000:.1f} D={d_loss.item():.2f} "
-                            f"G={g_loss.item():.2f}" + (f" m={extras['mask'].mean().item():.2f}" if "mask" in extras else ""))
-        if rank == 0 and (images_seen >= next_log or images_seen >= total):
-            next_log = images_seen + cfg["log"]["tick_kimg"] * 1000
-            stats.update({k: v.item() for k, v in objective.monitors(extras).items()})
-            stats["speed/images_per_s"] = (images_seen - start_images) / (time.time() - start_time)
-            stats.update({"schedule/resolution": p.resolution, "schedule/alpha": p.alpha})
-            for k, v in stats.items():
-                writer.add_scalar(k, v, images_seen)
-            write_grids(objective, G_ema, fixed_z, p, out, writer, images_seen)
-        if images_seen >= next_ckpt + cfg["log"]["checkpoint_kimg"] * 1000 or images_seen >= total:
-            next_ckpt = images_seen
-            checkpoint()
-    bar.close()
-    if writer is not None:
-        writer.close()
-    return G_ema
+        losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg["ema"])
+        check_finite(stats, run.step, ckpt_path)
+        log.step(run, objective, phase, losses, stats, extras)
+        if run.images_seen >= next_ckpt + cfg["log"]["checkpoint_kimg"] * 1000 or run.images_seen >= total:
+            next_ckpt = run.images_seen
+            run.save(ckpt_path, objective, cfg, rank, world)
+    log.close()
+    return run.G_ema
 
 
 @torch.no_grad()

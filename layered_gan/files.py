@@ -1,4 +1,5 @@
-"""Atomic writes for evaluation outputs: a crash never leaves a half-written JSON, PNG or output folder."""
+"""Files the toolkit writes: atomically (a crash never leaves a half-written checkpoint, JSON or PNG), and
+output folders completed under a temporary name (`partial_folder`)."""
 
 import json
 import os
@@ -8,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 
-def _atomic(path, write):
+def atomic_write(path, write):
+    """write(tmp) to a temporary file beside `path`, then rename it to `path`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -23,7 +25,7 @@ def write_json(path, obj):
     def write(tmp):
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2)
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def save_png(array, path):
@@ -31,7 +33,7 @@ def save_png(array, path):
     if not isinstance(array, Image.Image):
         array = np.asarray(array, np.uint8)
         array = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
-    _atomic(path, lambda tmp: array.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: array.save(tmp, format="PNG"))
 
 
 def partial_folder(root):

@@ -12,47 +12,29 @@ code instead scales the alpha network's adversarial term (`sat_weight`): `alpha_
 
 Config: model.ckpt (a StyleGAN2-port checkpoint or a `stylegan2_*` run of ours), model.resolution
 (must be the checkpoint's), the discriminator's widths (model.channel_base, channel_max,
-mbstd_group); section `labels4free`: truncation, zero ("const" / "conv"), zero_channels (null:
-all), alpha_start_resolution, alpha_width.
+mbstd_group); section `labels4free`: truncation, zero ("const" / "conv"), zero_channels (null: all),
+alpha_start_resolution, alpha_width. The networks are built by runs.build_models.
 """
-
-import os
 
 import torch
 
-from ..losses import (g_nonsaturating_loss, logistic_lazy_r1, mask_binarization, mask_max_coverage_hinge,
-                      mask_size_hinge)
-from ..networks import Discriminator, channel_widths
-from ..networks.labels4free import Labels4FreeGenerator
-from ..networks.port import load_stylegan2
-from ..render import composite
-from .monitors import mask_monitors
+from ...losses import (g_nonsaturating_loss, logistic_lazy_r1, mask_binarization, mask_max_coverage_hinge,
+                       mask_size_hinge)
+from ...render import composite
+from ..monitors import mask_monitors
+from .base import Fake, Objective
 
 
-class Labels4Free:
+class Labels4Free(Objective):
     def __init__(self, cfg):
-        self.cfg, self.lcfg, self.acfg = cfg, cfg["loss"], cfg["labels4free"]
+        super().__init__(cfg)
+        self.acfg = cfg["labels4free"]
 
-    def build(self):
-        """(Labels4FreeGenerator around the frozen G of model.ckpt, a fresh Discriminator)."""
-        m = self.cfg["model"]
-        if not os.path.exists(m["ckpt"]):
-            raise FileNotFoundError(f"model.ckpt: {m['ckpt']} does not exist; give a StyleGAN2 checkpoint with "
-                                    "--set model.ckpt=PATH (l4f_demo: first run train.py --cfg stylegan2_demo)")
-        G = load_stylegan2(m["ckpt"], formulation=m.get("formulation", "fast"))
-        if G.synthesis.resolution != m["resolution"]:
-            raise ValueError(f"model.resolution is {m['resolution']} but the generator in model.ckpt "
-                             f"({m['ckpt']}) draws {G.synthesis.resolution} px images")
-        net = Labels4FreeGenerator(G, self.acfg["zero"], self.acfg["zero_channels"],
-                                   self.acfg["alpha_start_resolution"], self.acfg["alpha_width"])
-        D = Discriminator(m["resolution"], channels=channel_widths(m["resolution"], m["channel_base"], m["channel_max"]),
-                          mbstd_group=m["mbstd_group"], formulation=m.get("formulation", "fast"))
-        return net, D
-
-    def fake(self, G, batch, rng, device):
-        """(composite I of eq. 1, its Layers) for fresh independent latents of foreground and background."""
+    def fake(self, G, batch, phase, rng, device):
+        """The composite I of eq. 1 and its Layers, for fresh independent latents of foreground and background
+        (no progressive phases: `phase` is unused)."""
         layers = G(torch.randn(batch, G.z_dim, generator=rng).to(device), truncation=self.acfg["truncation"])
-        return composite(layers.background, layers.foreground, layers.mask), layers
+        return Fake(composite(layers.background, layers.foreground, layers.mask), layers)
 
     def regularizers(self, mask):
         """Weighted mask terms {stat name: (weight, value)}: lambda1 B(M), lambda2 C(M) at phi1, lambda3 E(M) at phi2."""
@@ -63,14 +45,12 @@ class Labels4Free:
             terms["loss/bg_coverage"] = (lc["bg_coverage_weight"], mask_max_coverage_hinge(mask, 1 - lc["bg_coverage"]))
         return terms
 
-    def d_loss(self, G, D, real, phase, rng, step):
-        with torch.no_grad():
-            fake, _ = self.fake(G, real.shape[0], rng, real.device)
+    def critic(self, D, real, fake, phase, rng, step):
         adv, r1, stats = logistic_lazy_r1(D, real, fake, step, self.lcfg["r1_gamma"], self.lcfg["r1_interval"])
         return self.lcfg["d_adv_weight"] * adv + r1, stats
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
-        fake, layers = self.fake(G, batch, rng, device)
+        fake, layers, _ = self.fake(G, batch, phase, rng, device)
         adv = g_nonsaturating_loss(D(fake))
         loss = self.lcfg["alpha_adv_weight"] * adv
         stats = {"loss/g_nonsaturating": adv}
@@ -88,12 +68,3 @@ class Labels4Free:
         return {"foreground": layers.foreground, "background": layers.background,
                 "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1), "foreground_x_mask": layers.foreground * layers.mask,
                 "composite": composite(layers.background, layers.foreground, layers.mask)}
-
-    def initialize(self, G, D):
-        pass
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass

@@ -1,0 +1,131 @@
+"""A run's models, in one place: every command that reads a trained model calls `load_run`.
+
+A run is a training run of ours (a folder holding checkpoint.pt, or the checkpoint file) of any mode:
+PerturbGAN's layered generator (`perturb`), a plain StyleGAN2 (`stylegan2`), Labels4Free's alpha network
+on a frozen StyleGAN2 (`labels4free`); or a StyleGAN2-port checkpoint (`port`, networks/port.py).
+`build_models` is the one place that turns a config into networks; training (`training/`) and loading
+both use it.
+
+    run = load_run("runs/demo", expect="perturb", discriminator=True)   # run.G, run.D, run.config
+    G = load_stylegan2("550000.pt")                                     # a plain generator: port file or run
+"""
+
+import os
+from typing import NamedTuple, Optional
+
+import torch
+
+from .checkpoint import checkpoint_file
+from .errors import BadValue, MissingPath
+from .networks import Discriminator, Generator, channel_widths
+from .networks.labels4free import Labels4FreeGenerator
+from .networks.layered import LayeredGenerator
+from .networks.port import port_models, read_port_checkpoint
+
+# What `expect` accepts: the run kinds it admits, and how a message names them.
+EXPECT = {
+    "any": (("perturb", "stylegan2", "labels4free", "port"), "a trained generator"),
+    "layered": (("perturb", "labels4free"), "a layered generator (a PerturbGAN or Labels4Free run)"),
+    "perturb": (("perturb",), "a PerturbGAN run (config mode 'perturb')"),
+    "labels4free": (("labels4free",), "a Labels4Free run (config mode 'labels4free')"),
+    "stylegan2": (("stylegan2", "port"), "a StyleGAN2 one (a stylegan2_* run or a StyleGAN2-port checkpoint)"),
+}
+
+
+class Run(NamedTuple):
+    G: torch.nn.Module  # the EMA generator, frozen, in eval mode
+    D: Optional[torch.nn.Module]  # the discriminator when asked for, frozen
+    config: Optional[dict]  # None for a port file
+    kind: str  # 'perturb', 'stylegan2', 'labels4free' or 'port'
+    path: str  # the checkpoint file
+
+
+def _widths(m):
+    return channel_widths(m["resolution"], m["channel_base"], m["channel_max"])
+
+
+def _discriminator(m, progressive=True):
+    return Discriminator(m["resolution"], channels=_widths(m), mbstd_group=m.get("mbstd_group", 4),
+                         progressive=progressive, formulation=m.get("formulation", "fast"))
+
+
+def _labels4free_generator(cfg):
+    """Labels4FreeGenerator around the frozen StyleGAN2 of model.ckpt (Labels4Free sec. 3)."""
+    m, acfg = cfg["model"], cfg["labels4free"]
+    if not os.path.exists(m["ckpt"]):
+        raise MissingPath(f"model.ckpt: {m['ckpt']} does not exist; give a StyleGAN2 checkpoint with "
+                          "--set model.ckpt=PATH (l4f_demo: first run train.py --cfg stylegan2_demo)")
+    G = load_stylegan2(m["ckpt"], formulation=m.get("formulation", "fast"), option="model.ckpt")
+    if G.synthesis.resolution != m["resolution"]:
+        raise BadValue(f"model.resolution is {m['resolution']} but the generator in model.ckpt "
+                       f"({m['ckpt']}) draws {G.synthesis.resolution} px images")
+    return Labels4FreeGenerator(G, acfg["zero"], acfg["zero_channels"], acfg["alpha_start_resolution"],
+                                acfg["alpha_width"])
+
+
+def build_models(cfg):
+    """(G, D) of a config, freshly initialized (Labels4Free: around its frozen pretrained generator)."""
+    m, mode = cfg["model"], cfg.get("mode")
+    formulation = m.get("formulation", "fast")
+    if mode == "perturb":
+        G = LayeredGenerator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m),
+                             variant=m.get("variant", "two"), formulation=formulation)
+        return G, _discriminator(m)
+    if mode == "stylegan2":
+        G = Generator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m), formulation=formulation)
+        return G, _discriminator(m)
+    if mode == "labels4free":
+        return _labels4free_generator(cfg), _discriminator(m, progressive=False)
+    raise BadValue(f"config mode {mode!r} is not one of perturb, stylegan2, labels4free")
+
+
+def _describe(kind):
+    return "a StyleGAN2-port checkpoint" if kind == "port" else f"a {kind!r} run"
+
+
+def load_run(path, expect="any", discriminator=False, device="cpu", formulation="fast", option="--ckpt"):
+    """The Run at `path` (a run folder or checkpoint file), checked to be of the `expect` kind (see EXPECT).
+
+    discriminator: also load D (an error when the file has none). formulation: for port files (runs of ours
+    use their config's). option: how messages name where the path came from.
+    """
+    kinds, wanted = EXPECT[expect]
+    ckpt = checkpoint_file(path)
+    if not os.path.exists(ckpt):
+        raise MissingPath(f"{option} {path} does not exist; give {wanted} (a run folder or checkpoint file)")
+    state = read_port_checkpoint(ckpt)
+    if isinstance(state, dict) and "g_ema" in state:
+        kind, config = "port", None
+    elif isinstance(state, dict) and isinstance(state.get("config"), dict) and "G_ema" in state:
+        config = state["config"]
+        kind = config.get("mode")
+    else:
+        keys = ", ".join(sorted(map(str, state))) if isinstance(state, dict) else type(state).__name__
+        raise BadValue(f"{option} {path} is neither a run of this toolkit (config, G_ema) nor a StyleGAN2-port "
+                       f"checkpoint (g_ema); it holds: {keys}")
+    if kind not in kinds:
+        raise BadValue(f"{option} {path} is {_describe(kind)}, not {wanted}")
+    if kind == "port":
+        G, D, _ = port_models(state, ckpt, discriminator, formulation)
+    else:
+        if discriminator and "D" not in state:
+            raise BadValue(f"{option} {path} holds no discriminator 'D'")
+        G, D = build_models(config)
+        G.load_state_dict(state["G_ema"])
+        if discriminator:
+            D.load_state_dict(state["D"])
+    G = G.to(device).eval().requires_grad_(False)
+    D = D.to(device).eval().requires_grad_(False) if discriminator else None
+    return Run(G, D, config, kind, ckpt)
+
+
+def load_stylegan2(path, discriminator=False, formulation="fast", option="--ckpt"):
+    """A plain StyleGAN2 Generator (and Discriminator) from a port checkpoint or a stylegan2_* run of ours;
+    frozen, in eval mode. Returns G, or (G, D)."""
+    run = load_run(path, "stylegan2", discriminator, formulation=formulation, option=option)
+    return (run.G, run.D) if discriminator else run.G
+
+
+def run_config(path):
+    """The config of a run of ours; None for a StyleGAN2-port checkpoint."""
+    return load_run(path).config
