@@ -13,8 +13,8 @@ def checkpoint_file(path):
 
 
 def save_checkpoint(state, path):
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """torch.save, atomically (files.atomic_write): a crash never leaves a half-written checkpoint."""
+    atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path, map_location="cpu"):

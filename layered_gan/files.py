@@ -10,22 +10,29 @@ from PIL import Image
 
 
 def atomic_write(path, write):
-    """write(tmp) to a temporary file beside `path`, then rename it to `path`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """write(fh) to a temporary binary file beside `path`, flushed to disk, then renamed to `path` (and the
+    folder's entry flushed too): a crash or power loss leaves the old file or the new one, never a part."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        write(tmp)
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
 def write_json(path, obj):
-    def write(tmp):
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2)
-    atomic_write(path, write)
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
 
 
 def save_png(array, path):
@@ -33,7 +40,7 @@ def save_png(array, path):
     if not isinstance(array, Image.Image):
         array = np.asarray(array, np.uint8)
         array = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
-    atomic_write(path, lambda tmp: array.save(tmp, format="PNG"))
+    atomic_write(path, lambda fh: array.save(fh, format="PNG"))
 
 
 def partial_folder(root):

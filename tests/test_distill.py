@@ -306,8 +306,8 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
     cfg = load_config("demo", ['data.synthetic={"resolution": 32, "count": 4, "test_count": 6, "seed": 0}',
-                               'model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
-                               '"channel_max": 8, "variant": "two", "mbstd_group": 4}'])
+                               'model={"init": null, "resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, '
+                               '"channel_base": 64, "channel_max": 8, "variant": "two", "mbstd_group": 4}'])
     build_synthetic(**cfg["data"]["synthetic"], workers=1, progress=False)  # in-process: no worker start-up
     G, _ = build_models(cfg)
     save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))

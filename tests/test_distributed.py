@@ -49,8 +49,8 @@ def _train_worker(rank, world, init, cfg, out):
 def test_two_process_training_keeps_ranks_identical(tmp_path):
     cfg = load_config("demo", [
         'data.synthetic={"resolution": 32, "count": 64, "test_count": 8, "seed": 0}',
-        'model={"resolution": 16, "z_dim": 16, "w_dim": 16, "n_mlp": 1, "channel_base": 128, "channel_max": 8, '
-        '"variant": "two", "mbstd_group": 4}',
+        'model={"init": null, "resolution": 16, "z_dim": 16, "w_dim": 16, "n_mlp": 1, "channel_base": 128, '
+        '"channel_max": 8, "variant": "two", "mbstd_group": 4}',
         'schedule={"start_resolution": 8, "phase_kimg": 0.032, "fade_fraction": 0.5, "total_kimg": 0.08, '
         '"batch": {"8": 8, "16": 8}, "lr": {"8": 0.002, "16": 0.002}}',
         "workers=0", "log.tick_kimg=0.032", "log.grid_size=4"])

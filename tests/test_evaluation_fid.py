@@ -117,7 +117,7 @@ def test_fid_command_with_a_small_network(tmp_path, monkeypatch):
     from layered_gan.evaluation.fid import main
     from layered_gan.runs import build_models
 
-    cfg = load_config("demo", ['model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
+    cfg = load_config("demo", ['model={"init": null, "resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
                                '"channel_max": 8, "variant": "two", "mbstd_group": 4}'])
     G, _ = build_models(cfg)
     save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))

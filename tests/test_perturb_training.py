@@ -50,8 +50,8 @@ def test_ema_ramps_up_then_uses_the_half_life():
 def tiny_cfg(tmp_path, **schedule):
     cfg = load_config("demo", [
         'data.synthetic={"resolution": 32, "count": 64, "test_count": 8, "seed": 0}',
-        'model={"resolution": 16, "z_dim": 16, "w_dim": 16, "n_mlp": 1, "channel_base": 128, "channel_max": 8, '
-        '"variant": "two", "mbstd_group": 4}',
+        'model={"init": null, "resolution": 16, "z_dim": 16, "w_dim": 16, "n_mlp": 1, "channel_base": 128, '
+        '"channel_max": 8, "variant": "two", "mbstd_group": 4}',
         'schedule={"start_resolution": 8, "phase_kimg": 0.064, "fade_fraction": 0.5, "total_kimg": 0.192, '
         '"batch": {"8": 8, "16": 8}, "lr": {"8": 0.002, "16": 0.002}}',
         "workers=0", "log.tick_kimg=0.064", "log.checkpoint_kimg=1000", "log.grid_size=4"])

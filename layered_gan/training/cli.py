@@ -1,11 +1,13 @@
 """`layered-gan train` (also `python train.py`): train a model from a config.
 
-    layered-gan train --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--resume DIR_OR_CKPT]
+    layered-gan train --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--force]
+    layered-gan train --resume RUN [--set log.checkpoint_kimg=...] [--set schedule.total_kimg=...]
     torchrun --nproc_per_node=N train.py --cfg NAME ...      # several GPUs (or CPU processes)
 
 Config modes: `perturb` (PerturbGAN: perturb_*, demo), `stylegan2` (plain StyleGAN2: stylegan2_*, the
 single-output baseline, and `smoke`, a minute-long run that checks the install end to end) and
-`labels4free` (an alpha network on a frozen StyleGAN2: l4f_*).
+`labels4free` (an alpha network on a frozen StyleGAN2: l4f_*). A folder holding a run is never
+overwritten: see run_folder.py.
 """
 
 import os
@@ -14,29 +16,46 @@ import click
 import torch
 
 from ..command import command, device_option
-from ..config import load_config
+from ..config import load_config, with_overrides
 from ..errors import BadValue, MissingPath
 from .loop import train as train_run
 from .objectives import OBJECTIVES
+from .run_folder import check_out, check_resume_config, record_config_history, resume_source
+
+
+def resolve(cfg_name, overrides, out, resume, force):
+    """(config, output folder) of a new or continued run; refuses what would overwrite or change a run."""
+    if resume:
+        ckpt, run_cfg = resume_source(resume)
+        cfg = load_config(cfg_name, overrides) if cfg_name else with_overrides(run_cfg, overrides)
+        out = out or os.path.dirname(os.path.abspath(ckpt))
+        changes = check_resume_config(run_cfg, cfg, resume)
+        if changes and int(os.environ.get("RANK", "0")) == 0:
+            record_config_history(out, changes)
+        return cfg, out
+    if not cfg_name:
+        raise click.UsageError("give --cfg NAME for a new run, or --resume RUN to continue one")
+    cfg = load_config(cfg_name, overrides)
+    out = out or cfg["out"]
+    if int(os.environ.get("RANK", "0")) == 0:
+        moved = check_out(out, resume, force)
+        if moved:
+            click.echo(f"the run that was in {out} is now in {moved}", err=True)
+    return cfg, out
 
 
 @command("train")
-@click.option("--cfg", "cfg_name", default="demo", show_default=True, help="Config name in configs/ or a JSON path.")
+@click.option("--cfg", "cfg_name", default=None,
+              help="Config name in configs/ or a JSON path (with --resume: the run's own config by default).")
 @click.option("--data", default=None, help="Dataset path (sets data.source).")
-@click.option("--out", default=None, help="Output folder (default: the config's `out`).")
+@click.option("--out", default=None, help="Output folder (default: the config's `out`; with --resume, the run's).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from.")
+@click.option("--force", is_flag=True, help="Move a run already in --out aside (OUT.old-TIMESTAMP) and start afresh.")
 @device_option
-def train(cfg_name, data, out, overrides, resume, device):
-    """Train a model (PerturbGAN, StyleGAN2 or Labels4Free) from a config."""
-    cfg = load_config(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []))
-    out = out or cfg["out"]
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
-        backend = "nccl" if device == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
-        if device == "cuda":
-            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(device)
+def train(cfg_name, data, out, overrides, resume, force, device):
+    """Train a model (PerturbGAN, StyleGAN2 or Labels4Free) from a config, or continue a run."""
+    cfg, out = resolve(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []), out, resume, force)
     if cfg.get("mode") not in OBJECTIVES:
         raise BadValue(f"--cfg {cfg_name}: mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
     init = cfg["model"].get("init")
@@ -44,6 +63,12 @@ def train(cfg_name, data, out, overrides, resume, device):
         raise MissingPath(f"--set model.init: {init!r} does not exist: a stylegan2_* run folder or checkpoint to "
                           "start from (the demo's is checkpoints/stylegan2_demo.pt, relative to the repository "
                           "root), or null to start from scratch")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
+        backend = "nccl" if device == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device == "cuda":
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(device)
     train_run(cfg, out, resume, device)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run written to {out}/: layers.png and grids/ (samples), checkpoint.pt, config.json, "

@@ -8,7 +8,6 @@ all-reduce and keep identical weights; only rank 0 writes.
 """
 
 import copy
-import json
 import math
 import os
 import time
@@ -20,9 +19,11 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
+from ..files import write_json
 from ..images import save_image_grid
 from .ema import ema_beta, update_ema
 from .objectives import make_objective
+from .run_folder import remove_stale_temporaries
 from .schedule import phase_at
 
 
@@ -159,8 +160,8 @@ class RunLog:
         if rank == 0:
             from torch.utils.tensorboard import SummaryWriter
             os.makedirs(out, exist_ok=True)
-            with open(os.path.join(out, "config.json"), "w") as fh:
-                json.dump(cfg, fh, indent=2)
+            remove_stale_temporaries(out)
+            write_json(os.path.join(out, "config.json"), cfg)
             self.writer = SummaryWriter(os.path.join(out, "tensorboard"))
         fixed = torch.Generator().manual_seed(cfg["seed"])
         self.fixed_z = torch.randn(cfg["log"]["grid_size"], G.z_dim, generator=fixed)
