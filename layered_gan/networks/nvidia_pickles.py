@@ -146,15 +146,11 @@ def _parameter(data, requires_grad=False, backward_hooks=None, *state):
     return data
 
 
-class _EasyDict(dict):
-    """`dnnlib.util.EasyDict` (a dict with attribute access) as a plain dict."""
-
-
 _ALLOWED = {
     ("dnnlib.tflib.network", "Network"): TFNetwork,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_module,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("dnnlib", "EasyDict"): _EasyDict,
+    ("dnnlib.util", "EasyDict"): dict,  # a dict with attribute access
+    ("dnnlib", "EasyDict"): dict,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("numpy.core.multiarray", "_reconstruct"): _ndarray,  # numpy 1.x

@@ -33,7 +33,7 @@ def _widths(m):
 def _discriminator(cfg):
     m = cfg["model"]
     return Discriminator(m["resolution"], channels=_widths(m), mbstd_group=m.get("mbstd_group", 4), progressive=True,
-                         formulation=m.get("formulation", "fast"))
+                         formulation=m.get("formulation", "fast"), conv_clamp=m.get("conv_clamp"))
 
 
 def _mixing(G, batch, mixing_prob, device, rng):
@@ -150,7 +150,7 @@ class StyleGAN2:
     def build(self):
         m = self.cfg["model"]
         G = Generator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m),
-                      formulation=m.get("formulation", "fast"))
+                      formulation=m.get("formulation", "fast"), conv_clamp=m.get("conv_clamp"))
         return G, _discriminator(self.cfg)
 
     def fake(self, G, batch, phase, rng, device):
