@@ -297,7 +297,8 @@ def _tf_generator(net, what):
         state.update(_tf_modconv(p, f"synthesis/{res}x{res}/Conv0_up", f"convs.{2 * i}", "up"))
         state.update(_tf_modconv(p, f"synthesis/{res}x{res}/Conv1", f"convs.{2 * i + 1}", "conv"))
         state.update(_tf_modconv(p, f"synthesis/{res}x{res}/ToRGB", f"to_rgbs.{i}", "rgb"))
-        state.update({f"convs.{2 * i}.conv.blur.kernel": kernel.clone(), f"to_rgbs.{i}.upsample.kernel": kernel.clone()})
+        state[f"convs.{2 * i}.conv.blur.kernel"] = kernel.clone()
+        state[f"to_rgbs.{i}.upsample.kernel"] = kernel.clone()
     for j in range(2 * resolution.bit_length() - 5):
         state[f"noises.noise_{j}"] = _t(p.take(f"synthesis/noise{j}"))
     dlatent_avg = _t(p.take("dlatent_avg")) if "dlatent_avg" in params else None

@@ -31,7 +31,7 @@ import torch
 from cuda_ops import setup_filter
 
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
-from ..errors import BadValue
+from ..errors import BadValue, MissingPath
 from .stylegan2 import Discriminator, Generator
 
 PORT_LR_MLP = 0.01  # the port's mapping learning-rate multiplier (not stored in its checkpoints)
@@ -55,10 +55,15 @@ def read_port_checkpoint(path):
     """
     from .nvidia_pickles import is_nvidia_pickle, read_nvidia_pickle  # it imports this module
 
-    if os.path.isfile(path) and is_nvidia_pickle(path):
+    if not os.path.isfile(path):
+        raise MissingPath(f"checkpoint {path} does not exist")
+    if is_nvidia_pickle(path):
         return read_nvidia_pickle(path)
     with torch.serialization.safe_globals([argparse.Namespace]):
-        return load_checkpoint(path)
+        try:
+            return load_checkpoint(path)
+        except ValueError as exc:
+            raise BadValue(f"{exc} (nor is it an NVIDIA StyleGAN2 pickle)") from None
 
 
 def _modconv_plan(port, ours, kind="modconv", noise=True):
