@@ -128,7 +128,7 @@ def _storage_from_bytes(blob):
         raise BadValue("a torch storage that is not a byte string")
     try:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
         raise BadValue(f"a torch storage inside the pickle was refused by the weights-only loader: {exc}") from None
 
 
@@ -254,7 +254,7 @@ def _check_tf_kwargs(kwargs, what, architecture):
 def _resolution_of(names, pattern, what):
     sizes = [int(m.group(1)) for m in map(re.compile(pattern).match, names) if m]
     if not sizes:
-        raise BadValue(f"{what}: no {pattern!r} variables; is this a StyleGAN2 network?")
+        raise BadValue(f"{what}: no layers named like {pattern!r}; is this a StyleGAN2 network of the expected kind?")
     return max(sizes)
 
 
@@ -276,13 +276,13 @@ def _tf_generator(net, what):
     kwargs = net.static_kwargs
     _check_tf_kwargs(kwargs, what, "skip")
     params = net.params()
+    resolution = kwargs.get("resolution") or _resolution_of(params, r"synthesis/(\d+)x\d+/", what)
     for name in list(params):  # older files name tRGB layers by level of detail
         match = re.fullmatch(r"synthesis/ToRGB_lod(\d+)/(.*)", name)
         if match:
-            res = _resolution_of(params, r"synthesis/(\d+)x\d+/", what) >> int(match.group(1))
+            res = resolution >> int(match.group(1))
             params[f"synthesis/{res}x{res}/ToRGB/{match.group(2)}"] = params.pop(name)
     p = _Consumed(params, what)
-    resolution = _resolution_of(params, r"synthesis/(\d+)x\d+/", what)
     lr_scale = kwargs.get("mapping_lrmul", 0.01) / PORT_LR_MLP
     n_mlp = sum(1 for k in params if re.fullmatch(r"mapping/Dense\d+/weight", k))
     state = {}
@@ -378,6 +378,13 @@ def _ada_filter(t, name):
     return tuple((f / f.sum()).tolist())
 
 
+def _check_filters(t, resample_filter, what):
+    """Every layer's copy of the FIR filter is the one filter the port layout stores per network."""
+    for name in [k for k in t if k.endswith("resample_filter")]:
+        if _ada_filter(t, name) != resample_filter:
+            raise BadValue(f"{what}: {name} differs from the other layers' FIR filter; not supported")
+
+
 def _ada_modconv(t, ada, port, kind):
     out = {f"{port}.conv.weight": t.take(f"{ada}.weight").float()[None],
            f"{port}.conv.modulation.weight": t.take(f"{ada}.affine.weight").float(),
@@ -432,9 +439,7 @@ def _ada_generator(net, what):
         kernel = _kernel(_ada_filter(t, f"{block}.resample_filter"), 4)
         state.update({f"convs.{2 * i}.conv.blur.kernel": kernel, f"to_rgbs.{i}.upsample.kernel": kernel.clone()})
     state.update({f"noises.noise_{j}": n.float()[None, None] for j, n in enumerate(noise)})
-    for name in [k for k in t if k.endswith("resample_filter")]:
-        if _ada_filter(t, name) != resample_filter:
-            raise BadValue(f"{what}: {name} differs from the other layers' filter; not supported")
+    _check_filters(t, resample_filter, what)
     w_avg = t.take("mapping.w_avg").float()
     t.check_all_used()
     return state, w_avg, _ada_layer_clamp(net, what), inner.get("num_fp16_res", 0)
@@ -464,8 +469,7 @@ def _ada_discriminator(net, what):
                   "final_linear.0.bias": t.take("b4.fc.bias").float(),
                   "final_linear.1.weight": t.take("b4.out.weight").float(),
                   "final_linear.1.bias": t.take("b4.out.bias").float()})
-    for name in [k for k in t if k.endswith("resample_filter")]:
-        t.take(name)  # the conv layers' copies of the block's filter
+    _check_filters(t, _ada_filter(t, f"b{resolution}.resample_filter"), what)
     t.check_all_used()
     mbstd = net.modules().get("b4.mbstd")
     return state, _ada_layer_clamp(net, what), None if mbstd is None else mbstd.attr("group_size")
