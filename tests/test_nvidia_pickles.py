@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from layered_gan.convert import convert
 from layered_gan.errors import BadValue, PathExists, UserError
+from layered_gan.generate import load_generator
 from layered_gan.networks.cli import convert as convert_command
 from layered_gan.networks.layers import ConvLayer, ModulatedConv
 from layered_gan.networks.nvidia_pickles import PersistentModule, TFNetwork, load_restricted, read_nvidia_pickle
@@ -213,6 +214,8 @@ def test_shared_pickles_reproduce_the_reference_images_and_scores(name, ref, por
     mixed = G(ref["z"], ref["z2"], inject_index=ref["inject_index"], noise=ref["noise"])
     torch.testing.assert_close(mixed, ref["images_mixed"], atol=1e-5, rtol=0)
     torch.testing.assert_close(D(ref["images"]), ref["d_scores"], atol=1e-5, rtol=0)
+    G_generate, config = load_generator(path)  # what generate and fid load
+    assert config is None and torch.equal(G_generate(ref["z"], noise=ref["noise"]), images)
 
 
 @torch.no_grad()
