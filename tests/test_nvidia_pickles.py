@@ -358,6 +358,14 @@ class _RunsCommand:
         return os.system, (f"touch {self.marker}",)
 
 
+class _Call:
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
 def test_malicious_tf_pickles_are_refused_before_anything_runs(tmp_path, nvidia_names):
     marker = tmp_path / "marker"
     evil = _network(nvidia_names, "G", {"resolution": 64}, [("dlatent_avg", _RunsCommand(marker))])
@@ -395,6 +403,13 @@ def test_malicious_ada_pickles_are_refused_before_anything_runs(tmp_path, nvidia
                                                "state": dict(state, _init_kwargs={"x": _RunsCommand(marker)})})
     path.write_bytes(pickle.dumps({"G_ema": reduce_in_state}))
     with pytest.raises(BadValue, match="refused to load"):
+        load_stylegan2(str(path))
+    storage = _Call(torch.storage._load_from_bytes, pickle.dumps(_RunsCommand(marker), protocol=2))
+    tensor_in_state = nvidia_names.Persistent({"type": "class", "version": 4, "module_src": "",
+                                               "class_name": "Generator",
+                                               "state": dict(state, _buffers={"w": storage})})
+    path.write_bytes(pickle.dumps({"G_ema": tensor_in_state}))
+    with pytest.raises(BadValue, match="refused by the weights-only loader"):  # storages are torch files
         load_stylegan2(str(path))
     assert not marker.exists()
 

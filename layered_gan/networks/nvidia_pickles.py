@@ -22,6 +22,7 @@ only: every layer runs in float32, as NVIDIA's code does with `force_fp32`.
 """
 
 import io
+import os
 import pickle
 import re
 from collections import OrderedDict
@@ -189,6 +190,8 @@ def is_nvidia_pickle(path):
 
 def load_restricted(path):
     """The pickle's object through `RestrictedUnpickler` (holders in place of networks)."""
+    if not os.path.isfile(path):
+        raise MissingPath(f"{path} does not exist")
     with open(path, "rb") as fh:
         try:
             return RestrictedUnpickler(fh).load()
@@ -200,8 +203,6 @@ def load_restricted(path):
 
 def read_nvidia_pickle(path):
     """A port-layout checkpoint dict (`g_ema`, `latent_avg`, `g`, `d` where present, `nvidia`) of either format."""
-    if not isinstance(path, str) or not path:
-        raise MissingPath(f"no pickle path given: {path!r}")
     data = load_restricted(path)
     if isinstance(data, TFNetwork) or (isinstance(data, tuple) and data and isinstance(data[0], TFNetwork)):
         return _tf_checkpoint(data, path)
