@@ -13,7 +13,7 @@ from layered_gan.errors import BadValue, PathExists, UserError
 from layered_gan.generate import load_generator
 from layered_gan.networks.cli import convert as convert_command
 from layered_gan.networks.layers import ConvLayer, ModulatedConv
-from layered_gan.networks.nvidia_pickles import PersistentModule, TFNetwork, load_restricted, read_nvidia_pickle
+from layered_gan.networks.nvidia_pickles import PersistentModule, load_restricted, read_nvidia_pickle
 from layered_gan.networks.port import load_port, load_stylegan2, read_port_checkpoint
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "fixtures")

@@ -216,7 +216,7 @@ def read_nvidia_pickle(path):
 
 
 class _Consumed(dict):
-    """Named tensors that must each be used once; `left()` names what was not."""
+    """Named tensors that must each be used once; `check_all_used()` names the first one that was not."""
 
     def __init__(self, items, what):
         super().__init__(items)
@@ -240,6 +240,11 @@ def _t(array):
     return torch.tensor(np.array(array, dtype=np.float32))
 
 
+def _tf_conv_weight(array):
+    """TF conv kernel [k, k, I, O] -> torch [O, I, k, k]."""
+    return _t(array.transpose(3, 2, 0, 1))
+
+
 def _check_tf_kwargs(kwargs, what, architecture):
     if kwargs.get("label_size", 0):
         raise BadValue(f"{what}: conditional labels (label_size={kwargs['label_size']}) are not supported")
@@ -261,7 +266,7 @@ def _resolution_of(names, pattern, what):
 
 def _tf_modconv(p, tf, port, kind):
     """One TF modulated conv `tf` (e.g. synthesis/8x8/Conv0_up) into the port's names under `port`."""
-    weight = _t(p.take(f"{tf}/weight").transpose(3, 2, 0, 1))[None]
+    weight = _tf_conv_weight(p.take(f"{tf}/weight"))[None]
     out = {f"{port}.conv.weight": weight.flip([3, 4]) if kind == "up" else weight,
            f"{port}.conv.modulation.weight": _t(p.take(f"{tf}/mod_weight").T),
            f"{port}.conv.modulation.bias": _t(p.take(f"{tf}/mod_bias")) + 1}
@@ -321,8 +326,8 @@ def _tf_discriminator(net, what):
             res = resolution >> int(match.group(1))
             params[f"{res}x{res}/FromRGB/{match.group(2)}"] = params.pop(name)
     p = _Consumed(params, what)
-    conv = lambda name: _t(p.take(name).transpose(3, 2, 0, 1))  # noqa: E731
-    dense = lambda name: _t(p.take(name).T)  # noqa: E731
+    conv = lambda name: _tf_conv_weight(p.take(name))  # noqa: E731
+    dense = lambda name: _t(p.take(name).T)  # noqa: E731  (TF dense [in, out] -> torch [out, in])
     state = {"convs.0.0.weight": conv(f"{resolution}x{resolution}/FromRGB/weight"),
              "convs.0.1.bias": _t(p.take(f"{resolution}x{resolution}/FromRGB/bias"))}
     kernel = _kernel(tuple(kwargs.get("resample_kernel", DEFAULT_FILTER)), 1)
