@@ -15,6 +15,7 @@ from layered_gan.networks.cli import convert as convert_command
 from layered_gan.networks.layers import ConvLayer, ModulatedConv
 from layered_gan.networks.nvidia_pickles import PersistentModule, load_restricted, read_nvidia_pickle
 from layered_gan.networks.port import load_port, load_stylegan2, read_port_checkpoint
+from layered_gan.training.objectives import make_objective
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "fixtures")
 PORT_CKPT = os.path.join(FIXTURES, "rosinality_stylegan2_64.pt")
@@ -444,3 +445,23 @@ def test_convert_round_trips_through_the_port_loader_and_our_checkpoints(name, t
         torch.testing.assert_close(D2(ref["images"]), D(ref["images"]), atol=1e-6, rtol=0)
     with pytest.raises(PathExists):
         convert(src, out, "ours")
+
+
+def test_model_init_starts_a_perturbgan_run_from_a_pickle():
+    src = shared(TF_PKL)[0]
+    model = {"resolution": 64, "z_dim": 64, "w_dim": 64, "n_mlp": 2, "channel_base": 2048, "channel_max": 32,
+             "init": src}
+    cfg = {"mode": "perturb", "model": model, "mixing_prob": 0.0, "perturb": {"shift_range": 0.125, "bg_jitter": 0.0},
+           "loss": {"type": "wgan-gp", "gp_lambda": 10.0, "drift": 0.001, "eta": 0.25, "size_weight": 2.0,
+                    "binarization_weight": 3.0, "binarize_from": 0}}
+    obj = make_objective(cfg)
+    torch.manual_seed(0)
+    G, D = obj.build()
+    fresh_rgb = D.from_rgb["32"].weight.clone()
+    obj.initialize(G, D)
+    source_G, source_D = load_stylegan2(src, discriminator=True)
+    for name, value in source_D.state_dict().items():
+        assert torch.equal(D.state_dict()[name], value), name
+    assert torch.equal(D.from_rgb["32"].weight, fresh_rgb)  # the fromRGB layers the file lacks stay fresh
+    assert torch.equal(G.fg.mapping.layers[1].weight, source_G.mapping.layers[1].weight)
+    assert torch.equal(G.bg.synthesis.blocks[-1].conv1.weight, source_G.synthesis.blocks[-1].conv1.weight)
