@@ -20,6 +20,7 @@ from .evaluation.fid import main as fid
 from .evaluation.generated import main as score_generated
 from .generate import main as generate
 from .labels4free import main as labels4free
+from .networks.cli import convert
 from .prepare import main as prepare
 from .segmenter.pairs import main as pairs
 from .segmenter.segment import main as segment
@@ -35,7 +36,7 @@ COMMANDS = {
     "train": train, "generate": generate, "encode": encode, "evaluate": evaluate,
     "score-generated": score_generated, "baselines": baselines, "benchmarks": benchmarks, "segment": segment,
     "distill": distill, "pairs": pairs, "prepare": prepare, "synthetic": synthetic, "directions": directions,
-    "labels4free": labels4free, "fid": fid,
+    "labels4free": labels4free, "fid": fid, "convert": convert,
 }
 for _name, _command in COMMANDS.items():
     main.add_command(_command, _name)

@@ -2,7 +2,8 @@
 
 A run is a training run of ours (a folder holding checkpoint.pt, or the checkpoint file) of any mode:
 PerturbGAN's layered generator (`perturb`), a plain StyleGAN2 (`stylegan2`), Labels4Free's alpha network
-on a frozen StyleGAN2 (`labels4free`); or a StyleGAN2-port checkpoint (`port`, networks/port.py).
+on a frozen StyleGAN2 (`labels4free`); or a StyleGAN2-port checkpoint or NVIDIA pickle (`port`,
+networks/port.py, networks/nvidia_pickles.py).
 `build_models` is the one place that turns a config into networks; training (`training/`) and loading
 both use it.
 
@@ -20,6 +21,7 @@ from .errors import BadValue, MissingPath
 from .networks import Discriminator, Generator, channel_widths
 from .networks.labels4free import Labels4FreeGenerator
 from .networks.layered import LayeredGenerator
+from .networks.nvidia_pickles import is_nvidia_pickle, read_nvidia_pickle
 from .networks.port import port_models, read_port_checkpoint
 
 # What `expect` accepts: the run kinds it admits, and how a message names them.
@@ -72,11 +74,20 @@ def build_models(cfg):
                              variant=m.get("variant", "two"), formulation=formulation)
         return G, _discriminator(m)
     if mode == "stylegan2":
-        G = Generator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m), formulation=formulation)
+        G = Generator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m), formulation=formulation,
+                      conv_clamp=m.get("conv_clamp"))
         return G, _discriminator(m)
     if mode == "labels4free":
         return _labels4free_generator(cfg), _discriminator(m, progressive=False)
     raise BadValue(f"config mode {mode!r} is not one of perturb, stylegan2, labels4free")
+
+
+def read_model_file(path):
+    """A model file's dict, its format told by content: a run of ours or a StyleGAN2-port checkpoint (torch
+    files, weights only), or an NVIDIA pickle (TensorFlow or stylegan2-ada-pytorch) in the port layout."""
+    if os.path.isfile(path) and is_nvidia_pickle(path):
+        return read_nvidia_pickle(path)
+    return read_port_checkpoint(path)
 
 
 def _describe(kind):
@@ -93,7 +104,7 @@ def load_run(path, expect="any", discriminator=False, device="cpu", formulation=
     ckpt = checkpoint_file(path)
     if not os.path.exists(ckpt):
         raise MissingPath(f"{option} {path} does not exist; give {wanted} (a run folder or checkpoint file)")
-    state = read_port_checkpoint(ckpt)
+    state = read_model_file(ckpt)
     if isinstance(state, dict) and "g_ema" in state:
         kind, config = "port", None
     elif isinstance(state, dict) and isinstance(state.get("config"), dict) and "G_ema" in state:

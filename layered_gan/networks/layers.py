@@ -119,10 +119,12 @@ class ModulatedConv(nn.Module):
     """Affine style projection + modulated conv (+ noise, bias, activation): one synthesis layer.
 
     With to_rgb=True: a 1x1 conv without demodulation, noise or activation.
+    conv_clamp: clamp the output to [-conv_clamp, conv_clamp] after bias and activation (stylegan2-ada's
+    `conv_clamp`; None: no clamping).
     """
 
     def __init__(self, in_channels, out_channels, w_dim, kernel_size=3, up=1, resample_filter=(1, 3, 3, 1),
-                 to_rgb=False, formulation="fast"):
+                 to_rgb=False, formulation="fast", conv_clamp=None):
         super().__init__()
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -133,6 +135,7 @@ class ModulatedConv(nn.Module):
         self.up = up
         self.to_rgb = to_rgb
         self.formulation = formulation
+        self.conv_clamp = conv_clamp
 
     def forward(self, x, w, noise=None):
         """x [B, I, H, W], w [B, w_dim]; noise [B or 1, 1, H', W'] or None (fresh Gaussian noise)."""
@@ -140,18 +143,21 @@ class ModulatedConv(nn.Module):
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=not self.to_rgb, up=self.up,
                              resample_filter=self.resample_filter, formulation=self.formulation)
         if self.to_rgb:
-            return bias_act(x, self.bias)
+            return bias_act(x, self.bias, clamp=self.conv_clamp)
         if noise is None:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         x = x + noise * self.noise_strength
-        return bias_act(x, self.bias, act="lrelu")
+        return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp)
 
 
 class ConvLayer(nn.Module):
-    """Equalized-lr conv (optionally FIR down-sampling by 2) + bias + leaky ReLU: a discriminator layer."""
+    """Equalized-lr conv (optionally FIR down-sampling by 2) + bias + leaky ReLU: a discriminator layer.
+
+    conv_clamp: clamp the output to [-conv_clamp, conv_clamp] (stylegan2-ada's `conv_clamp`; None: no clamping).
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, down=1, bias=True, activate=True,
-                 resample_filter=(1, 3, 3, 1), formulation="fast"):
+                 resample_filter=(1, 3, 3, 1), formulation="fast", conv_clamp=None):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -160,19 +166,22 @@ class ConvLayer(nn.Module):
         self.down = down
         self.act = "lrelu" if activate else "linear"
         self.formulation = formulation
+        self.conv_clamp = conv_clamp
 
     def forward(self, x):
         x = conv2d_resample(x, self.weight * self.weight_gain, self.resample_filter, down=self.down,
                             formulation=self.formulation)
-        return bias_act(x, self.bias, act=self.act)
+        return bias_act(x, self.bias, act=self.act, clamp=self.conv_clamp)
 
 
 def minibatch_stddev(x, group_size=4, num_features=1):
     """Append the std of features across groups of samples (Karras et al. 2018, sec. 3).
 
-    Sample i is grouped with samples i + k * (B / G); G = the largest divisor of B up to group_size.
+    Sample i is grouped with samples i + k * (B / G); G = the largest divisor of B up to group_size
+    (group_size None: the whole batch, as stylegan2-ada's `mbstd_group_size=None`).
     """
     b, c, h, w = x.shape
+    group_size = b if group_size is None else group_size
     g = max(d for d in range(1, min(group_size, b) + 1) if b % d == 0)
     y = x.reshape(g, -1, num_features, c // num_features, h, w)
     y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt()  # [B/G, F, C/F, H, W]

@@ -1,5 +1,9 @@
 """Checkpoints of the widely used PyTorch StyleGAN2 port ("rosinality" layout) <-> our networks.
 
+NVIDIA's own pickles (TensorFlow and stylegan2-ada-pytorch) are read by `nvidia_pickles.read_nvidia_pickle`
+into this same layout (plus an `nvidia` entry for what the layout cannot hold: conv_clamp, the
+minibatch-stddev group); `runs.read_model_file` tells the formats apart by content.
+
 Such a file is a `torch.save` dict holding `g_ema` (and often `g`, `d`, optimizer states, `args`,
 an `argparse.Namespace`, and `ada_aug_p`); converted official weights hold `g_ema` and `latent_avg`.
 Everything about the architecture is read from the tensors: resolution, style dimension, mapping
@@ -15,11 +19,12 @@ with `randomize_noise=False`) come back as a list for `noise=`.
     G, D, noise = load_port("550000.pt", discriminator=True)  # the port's layout -> our networks
     save_port("exported.pt", G, D)                             # our networks -> the port's layout
 
-`runs.load_stylegan2` reads either a port file or a `stylegan2_*` run of ours.
+`runs.load_stylegan2` reads a port file, an NVIDIA pickle or a `stylegan2_*` run of ours.
 """
 
 import argparse
 import math
+import os
 from collections import namedtuple
 
 import torch
@@ -27,6 +32,7 @@ import torch
 from cuda_ops import setup_filter
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..errors import BadValue, MissingPath
 from .stylegan2 import Discriminator, Generator
 
 PORT_LR_MLP = 0.01  # the port's mapping learning-rate multiplier (not stored in its checkpoints)
@@ -45,8 +51,13 @@ _CONVERT = {
 
 def read_port_checkpoint(path):
     """The checkpoint dict, read with weights_only=True and the port's `args` (argparse.Namespace) allow-listed."""
+    if not os.path.isfile(path):
+        raise MissingPath(f"checkpoint {path} does not exist")
     with torch.serialization.safe_globals([argparse.Namespace]):
-        return load_checkpoint(path)
+        try:
+            return load_checkpoint(path)
+        except ValueError as exc:
+            raise BadValue(f"{exc} (nor is it an NVIDIA StyleGAN2 pickle)") from None
 
 
 def _modconv_plan(port, ours, kind="modconv", noise=True):
@@ -136,11 +147,11 @@ def _load_strict(module, state, plan, kernels, resample_filter, what, keep=()):
     return module
 
 
-def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"):
+def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema", conv_clamp=None):
     """(Generator, fixed noise list or None) from a port `g_ema` state dict.
 
     Without latent_avg the truncation centre is the mean w of 4096 latents (seed 0), as the port's
-    scripts compute it.
+    scripts compute it. conv_clamp: the stylegan2-ada setting the port layout does not store.
     """
     n_mlp = sum(1 for k in state if k.startswith("style.") and k.endswith(".weight"))
     if n_mlp == 0:
@@ -152,7 +163,7 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
     img_channels = _shape(state, "to_rgb1.conv.weight", what)[1]
     resample_filter = _filter_from_kernel(state, "to_rgbs.0.upsample.kernel", 4, what)
     G = Generator(2 ** (num_blocks + 2), z_dim, w_dim, n_mlp, PORT_LR_MLP, channels, img_channels, resample_filter,
-                  formulation)
+                  formulation, conv_clamp)
     noise_keys = [f"noises.noise_{j}" for j in range(G.synthesis.num_noise)]
     noise = None
     if noise_keys[0] in state:
@@ -171,7 +182,7 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
     return G, noise
 
 
-def discriminator_from_port(state, mbstd_group=4, formulation="fast", what="d"):
+def discriminator_from_port(state, mbstd_group=4, formulation="fast", what="d", conv_clamp=None):
     """Discriminator from a port `d` state dict (the group size of minibatch stddev is not stored: default 4)."""
     from_rgb = _shape(state, "convs.0.0.weight", what)
     num_blocks = sum(1 for k in state if k.startswith("convs.") and k.endswith(".conv1.0.weight"))
@@ -182,7 +193,7 @@ def discriminator_from_port(state, mbstd_group=4, formulation="fast", what="d"):
     mbstd_features = _shape(state, "final_conv.0.weight", what)[1] - channels[4]
     resample_filter = _filter_from_kernel(state, "convs.1.skip.0.kernel", 1, what)
     D = Discriminator(resolution, channels, from_rgb[1], mbstd_group, mbstd_features, resample_filter,
-                      formulation=formulation)
+                      formulation=formulation, conv_clamp=conv_clamp)
     return _load_strict(D, state, *_discriminator_plan(resolution), resample_filter, what)
 
 
@@ -224,10 +235,16 @@ def load_port(path, discriminator=False, formulation="fast"):
 
 
 def port_models(ckpt, path, discriminator=False, formulation="fast"):
-    """PortModels of a port checkpoint dict already read from `path` (named in errors)."""
+    """PortModels of a port checkpoint dict already read from `path` (named in errors).
+
+    Its optional `nvidia` entry (written for NVIDIA's pickles) gives conv_clamp, d_conv_clamp and mbstd_group.
+    """
     for key in ("g_ema",) + (("d",) if discriminator else ()):
         if key not in ckpt:
             raise ValueError(f"{path} has no {key!r} (keys: {', '.join(sorted(ckpt))})")
-    G, noise = generator_from_port(ckpt["g_ema"], ckpt.get("latent_avg"), formulation, f"{path} g_ema")
-    D = discriminator_from_port(ckpt["d"], formulation=formulation, what=f"{path} d") if discriminator else None
+    extra = ckpt.get("nvidia") or {}
+    G, noise = generator_from_port(ckpt["g_ema"], ckpt.get("latent_avg"), formulation, f"{path} g_ema",
+                                   extra.get("conv_clamp"))
+    D = discriminator_from_port(ckpt["d"], extra.get("mbstd_group", 4), formulation, f"{path} d",
+                                extra.get("d_conv_clamp")) if discriminator else None
     return PortModels(G, D, noise)

@@ -9,6 +9,10 @@ W+ layout (n_latent = 2 log2(resolution) - 2 slots): the 4x4 conv reads slot
 0 and its tRGB slot 1; the block at resolution 2^r reads slots 2r - 5 (up
 conv), 2r - 4 (conv) and 2r - 3 (tRGB). Noise inputs: one per conv layer,
 2 log2(resolution) - 3 of them, the 4x4 conv's first.
+
+`conv_clamp` (stylegan2-ada, Karras et al. 2020b): every conv layer's output (after bias and
+activation) and every tRGB output is clamped to [-conv_clamp, conv_clamp]; the discriminator's skip
+connections and fully connected layers are not. None (default): no clamping.
 """
 
 import math
@@ -65,20 +69,20 @@ class MappingNetwork(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis network: up-sampling conv, conv, tRGB."""
 
-    def __init__(self, in_channels, out_channels, w_dim, img_channels, resample_filter, formulation):
+    def __init__(self, in_channels, out_channels, w_dim, img_channels, resample_filter, formulation, conv_clamp=None):
         super().__init__()
         self.conv0 = ModulatedConv(in_channels, out_channels, w_dim, up=2, resample_filter=resample_filter,
-                                   formulation=formulation)
-        self.conv1 = ModulatedConv(out_channels, out_channels, w_dim, formulation=formulation)
+                                   formulation=formulation, conv_clamp=conv_clamp)
+        self.conv1 = ModulatedConv(out_channels, out_channels, w_dim, formulation=formulation, conv_clamp=conv_clamp)
         self.to_rgb = ModulatedConv(out_channels, img_channels, w_dim, kernel_size=1, to_rgb=True,
-                                    formulation=formulation)
+                                    formulation=formulation, conv_clamp=conv_clamp)
 
 
 class SynthesisNetwork(nn.Module):
     """W+ [B, n_latent, w_dim] -> image [B, img_channels, R, R] through skip tRGB outputs."""
 
     def __init__(self, resolution, w_dim=512, channels=None, img_channels=3, resample_filter=(1, 3, 3, 1),
-                 formulation="fast"):
+                 formulation="fast", conv_clamp=None):
         super().__init__()
         log2 = check_resolution(resolution)
         check_formulation(formulation)
@@ -89,12 +93,13 @@ class SynthesisNetwork(nn.Module):
         self.n_latent = 2 * log2 - 2
         self.num_noise = 2 * log2 - 3
         self.const = nn.Parameter(torch.randn(1, channels[4], 4, 4))
-        self.conv = ModulatedConv(channels[4], channels[4], w_dim, formulation=formulation)
+        self.conv_clamp = conv_clamp
+        self.conv = ModulatedConv(channels[4], channels[4], w_dim, formulation=formulation, conv_clamp=conv_clamp)
         self.to_rgb = ModulatedConv(channels[4], img_channels, w_dim, kernel_size=1, to_rgb=True,
-                                    formulation=formulation)
+                                    formulation=formulation, conv_clamp=conv_clamp)
         self.blocks = nn.ModuleList(
-            SynthesisBlock(channels[2 ** (r - 1)], channels[2 ** r], w_dim, img_channels, resample_filter, formulation)
-            for r in range(3, log2 + 1))
+            SynthesisBlock(channels[2 ** (r - 1)], channels[2 ** r], w_dim, img_channels, resample_filter, formulation,
+                           conv_clamp) for r in range(3, log2 + 1))
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
 
     def noise_shapes(self):
@@ -145,11 +150,12 @@ class Generator(nn.Module):
     """Mapping + synthesis, with style mixing and truncation; keeps a running average w for truncation."""
 
     def __init__(self, resolution, z_dim=512, w_dim=512, n_mlp=8, lr_mlp=0.01, channels=None, img_channels=3,
-                 resample_filter=(1, 3, 3, 1), formulation="fast"):
+                 resample_filter=(1, 3, 3, 1), formulation="fast", conv_clamp=None):
         super().__init__()
         self.z_dim = z_dim
         self.mapping = MappingNetwork(z_dim, w_dim, n_mlp, lr_mlp)
-        self.synthesis = SynthesisNetwork(resolution, w_dim, channels, img_channels, resample_filter, formulation)
+        self.synthesis = SynthesisNetwork(resolution, w_dim, channels, img_channels, resample_filter, formulation,
+                                          conv_clamp)
         self.n_latent = self.synthesis.n_latent
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -193,11 +199,11 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """Residual block: two 3x3 convs (the second down-sampling) plus a 1x1 down-sampling skip, / sqrt 2."""
 
-    def __init__(self, in_channels, out_channels, resample_filter, formulation):
+    def __init__(self, in_channels, out_channels, resample_filter, formulation, conv_clamp=None):
         super().__init__()
-        self.conv0 = ConvLayer(in_channels, in_channels, 3)
+        self.conv0 = ConvLayer(in_channels, in_channels, 3, conv_clamp=conv_clamp)
         self.conv1 = ConvLayer(in_channels, out_channels, 3, down=2, resample_filter=resample_filter,
-                               formulation=formulation)
+                               formulation=formulation, conv_clamp=conv_clamp)
         self.skip = ConvLayer(in_channels, out_channels, 1, down=2, bias=False, activate=False,
                               resample_filter=resample_filter, formulation=formulation)
 
@@ -206,23 +212,28 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual discriminator with minibatch stddev; progressive=True adds a fromRGB per resolution."""
+    """Residual discriminator with minibatch stddev; progressive=True adds a fromRGB per resolution.
+
+    mbstd_group None: the whole batch is one group.
+    """
 
     def __init__(self, resolution, channels=None, img_channels=3, mbstd_group=4, mbstd_features=1,
-                 resample_filter=(1, 3, 3, 1), progressive=False, formulation="fast"):
+                 resample_filter=(1, 3, 3, 1), progressive=False, formulation="fast", conv_clamp=None):
         super().__init__()
         log2 = check_resolution(resolution)
         check_formulation(formulation)
         channels = channels or channel_widths(resolution)
         self.resolution = resolution
         self.mbstd_group, self.mbstd_features = mbstd_group, mbstd_features
+        self.conv_clamp = conv_clamp
         rgb_resolutions = [2 ** r for r in range(3, log2 + 1)] if progressive else [resolution]
-        self.from_rgb = nn.ModuleDict({str(r): ConvLayer(img_channels, channels[r], 1) for r in rgb_resolutions})
+        self.from_rgb = nn.ModuleDict({str(r): ConvLayer(img_channels, channels[r], 1, conv_clamp=conv_clamp)
+                                       for r in rgb_resolutions})
         # blocks[str(r)] takes r x r features to r/2 x r/2.
         self.blocks = nn.ModuleDict({str(2 ** r): DiscriminatorBlock(channels[2 ** r], channels[2 ** (r - 1)],
-                                                                     resample_filter, formulation)
+                                                                     resample_filter, formulation, conv_clamp)
                                      for r in range(log2, 2, -1)})
-        self.final_conv = ConvLayer(channels[4] + mbstd_features, channels[4], 3)
+        self.final_conv = ConvLayer(channels[4] + mbstd_features, channels[4], 3, conv_clamp=conv_clamp)
         self.final_fc = EqualLinear(channels[4] * 16, channels[4], activation="lrelu")
         self.out = EqualLinear(channels[4], 1)
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)

@@ -32,7 +32,8 @@ class PerturbGAN(Objective):
         if m.get("init"):
             source_G, source_D = load_stylegan2(m["init"], discriminator=True, option="model.init")
             G.init_from(source_G, empty_background=m.get("init_empty_background", False))
-            D.load_state_dict(source_D.state_dict())
+            # a port file's or NVIDIA pickle's D has only the full-resolution fromRGB: the others stay fresh
+            D.load_state_dict({**D.state_dict(), **source_D.state_dict()})
 
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng)
