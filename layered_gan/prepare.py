@@ -19,7 +19,9 @@ import lmdb
 from PIL import Image
 from tqdm import tqdm
 
+from .data.dataset import resize_crop
 from .data.readers import DecodeError, open_reader, release_lmdb
+from .errors import BadValue
 
 _worker = {}
 
@@ -34,9 +36,8 @@ def resize_for_storage(img, size, crop):
         return img.resize((size, size), Image.LANCZOS)
     scale = size / min(img.size)
     w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
-    img = img.resize((w, h), Image.LANCZOS)
     left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    return resize_crop(img, w, h, (left, top, left + size, top + size), Image.LANCZOS)
 
 
 def _encode(job):
@@ -53,13 +54,30 @@ def _encode(job):
     return index, out
 
 
+def check_options(sizes, org_to_crop, crop, quality, workers, max_images, batch):
+    """Refuse invalid options before anything is created (one BadValue naming each bad option)."""
+    def count(v, low=1):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    checks = [("--size", bool(sizes) and all(count(s, 4) for s in sizes), "one or more integers >= 4", sizes),
+              ("--org-to-crop", isinstance(org_to_crop, (int, float)) and org_to_crop >= 1, "a number >= 1",
+               org_to_crop),
+              ("--crop", crop in ("squash", "center"), "squash or center", crop),
+              ("--quality", count(quality) and quality <= 100, "an integer in 1..100", quality),
+              ("--workers", count(workers), "a positive integer", workers),
+              ("--max-images", max_images is None or count(max_images), "a positive integer", max_images),
+              ("batch", count(batch), "a positive integer", batch)]
+    errors = [f"{name} {value!r}: expected {what}" for name, ok, what, value in checks if not ok]
+    if errors:
+        raise BadValue("; ".join(errors))
+
+
 def prepare(src, out, sizes, org_to_crop=1.0, crop="squash", quality=95, workers=1, max_images=None,
             batch=256, progress=True):
     """Write the prepared LMDB; returns (images written, entries skipped as undecodable)."""
     if os.path.exists(out):
         raise FileExistsError(f"{out} already exists; remove it or choose another output folder")
-    if crop not in ("squash", "center"):
-        raise ValueError(f"crop must be 'squash' or 'center', got {crop!r}")
+    check_options(sizes, org_to_crop, crop, quality, workers, max_images, batch)
     stored = sorted({round(org_to_crop * s) for s in sizes})
     reader = open_reader(src, max_images)
     args = dict(src=os.path.abspath(src), sizes=stored, crop=crop, quality=quality, total=len(reader))

@@ -21,6 +21,7 @@ from .readers import DecodeError, PreparedLmdbReader, decode_image, open_reader
 from .synthetic import build_synthetic, split_paths
 
 CROPS = ("random", "center")
+HUGE_RESIZE = 64  # a resize to more than this x the crop's pixels samples only the crop's region
 
 
 def crop_box(width, height, resolution, crop, org_to_crop, generator=None):
@@ -32,6 +33,18 @@ def crop_box(width, height, resolution, crop, org_to_crop, generator=None):
     scale = resolution / min(width, height)
     rw, rh = max(resolution, round(width * scale)), max(resolution, round(height * scale))
     return rw, rh, (rw - resolution) // 2, (rh - resolution) // 2
+
+
+def resize_crop(img, rw, rh, box, resample):
+    """img resized to (rw, rh), then cropped to `box`. When the resized image would be huge (an extreme aspect
+    ratio), only the box's source region is resampled, so memory stays bounded by the output size."""
+    if rw * rh > HUGE_RESIZE * (box[2] - box[0]) * (box[3] - box[1]):
+        sx, sy = img.width / rw, img.height / rh
+        source = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        return img.resize((box[2] - box[0], box[3] - box[1]), resample, box=source)
+    if img.size != (rw, rh):
+        img = img.resize((rw, rh), resample)
+    return img.crop(box)
 
 
 def to_tensor(img):
@@ -129,9 +142,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _crop(img, rw, rh, box, flip, resample):
-        if img.size != (rw, rh):
-            img = img.resize((rw, rh), resample)
-        img = img.crop(box)
+        img = resize_crop(img, rw, rh, box, resample)
         return img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
 
 

@@ -19,6 +19,7 @@ from ..paths import cache_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PROBE_ENTRIES = 32  # entries decoded when a source is opened, to catch broken data early
+MAX_PIXELS = 8192 * 8192  # larger images are skipped like undecodable ones (decoding one would take gigabytes)
 
 
 class DecodeError(ValueError):
@@ -37,11 +38,19 @@ def to_rgb(img):
 
 
 def decode_image(data, name=""):
-    """Encoded bytes (WebP, JPEG, PNG, ...) to an RGB PIL image; DecodeError if they are not an image."""
+    """Encoded bytes (WebP, JPEG, PNG, ...) to an RGB PIL image; DecodeError if they are not an image or it has
+    more than MAX_PIXELS pixels (checked from the header, before anything is decoded)."""
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise DecodeError(f"cannot decode image {name}: {img.width} x {img.height} pixels is over the "
+                                  f"limit of {MAX_PIXELS} (layered_gan.data.readers.MAX_PIXELS)")
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, DecodeError):
+            raise
         raise DecodeError(f"cannot decode image {name}: {exc}") from None
     return to_rgb(img)
 
