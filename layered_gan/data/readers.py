@@ -37,9 +37,10 @@ def to_rgb(img):
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def decode_image(data, name=""):
-    """Encoded bytes (WebP, JPEG, PNG, ...) to an RGB PIL image; DecodeError if they are not an image or it has
-    more than MAX_PIXELS pixels (checked from the header, before anything is decoded)."""
+def open_image(data, name=""):
+    """Encoded bytes (WebP, JPEG, PNG, ...) to a PIL image as stored (a palette or 16-bit mode kept);
+    DecodeError if they are not an image or it has more than MAX_PIXELS pixels (checked from the header,
+    before anything is decoded)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
@@ -52,7 +53,13 @@ def decode_image(data, name=""):
         if isinstance(exc, DecodeError):
             raise
         raise DecodeError(f"cannot decode image {name}: {exc}") from None
-    return to_rgb(img)
+    return img
+
+
+def decode_image(data, name="", raw=False):
+    """Encoded bytes to an RGB PIL image (with raw, as stored: open_image)."""
+    img = open_image(data, name)
+    return img if raw else to_rgb(img)
 
 
 _environments = {}  # absolute path -> (pid, environment): LMDB allows one open per process
@@ -161,9 +168,9 @@ class LSUNLmdbReader:
             raise KeyError(f"no key {key!r} in {self.path}")
         return data
 
-    def read(self, index, size=None):
+    def read(self, index, size=None, raw=False):
         key = self.keys[index]
-        return decode_image(self.read_bytes(key), f"{key.decode(errors='replace')} in {self.path}")
+        return decode_image(self.read_bytes(key), f"{key.decode(errors='replace')} in {self.path}", raw)
 
 
 class PreparedLmdbReader:
@@ -215,9 +222,9 @@ class PreparedLmdbReader:
             raise KeyError(f"no entry {size}-{key.decode()} in {self.path}")
         return data
 
-    def read(self, index, size=None):
+    def read(self, index, size=None, raw=False):
         size = self.check_size(size if size is not None else self.sizes[-1])
-        return decode_image(self.read_bytes(self.key(index), size), f"{size}-{index:05d} in {self.path}")
+        return decode_image(self.read_bytes(self.key(index), size), f"{size}-{index:05d} in {self.path}", raw)
 
 
 class ImageFolderReader:
@@ -245,8 +252,8 @@ class ImageFolderReader:
         with open(os.path.join(self.path, key.decode()), "rb") as fh:
             return fh.read()
 
-    def read(self, index, size=None):
-        return decode_image(self.read_bytes(self.key(index)), os.path.join(self.path, self.files[index]))
+    def read(self, index, size=None, raw=False):
+        return decode_image(self.read_bytes(self.key(index)), os.path.join(self.path, self.files[index]), raw)
 
 
 def open_reader(path, max_images=None):

@@ -17,15 +17,44 @@ from ..data.readers import ImageFolderReader, open_reader
 from ..segmenter.model import predict
 
 
-def _mask_array(img):
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255
+ENCODINGS = ("auto", "255", "01", "labels")
+
+
+def mask_array(img, name, encoding="auto", fg_values=None, soft=False):
+    """A mask file's image as float32 [H, W] in [0, 1], read by its declared encoding.
+
+    "255": grey levels / 255 (0/255 binary masks, or soft ones); "01": the values 0 and 1; "labels": a
+    palette or label image whose `fg_values` (default: every value but 0 and 255, the VOC void) are the
+    foreground; "auto" tells them apart: a palette image is labels, values in {0, 1} are 01, a mask
+    reaching 255 is 255. Any other mask is refused naming the file, since reading it as 0/255 would score
+    it as empty; with `soft` (predictions), grey levels that never reach 255 are read / 255.
+    """
+    if fg_values is not None or encoding == "labels" or (encoding == "auto" and img.mode == "P"):
+        raw = np.asarray(img if img.mode in ("P", "L", "I", "I;16") else img.convert("L"))
+        fg = np.isin(raw, list(fg_values)) if fg_values is not None else (raw != 0) & (raw != 255)
+        return fg.astype(np.float32)
+    raw = np.asarray(img.convert("L"))
+    top = int(raw.max()) if raw.size else 0
+    if encoding == "01" or (encoding == "auto" and top <= 1):
+        if top > 1:
+            raise BadValue(f"mask {name} has values up to {top}, not 0/1 (the declared encoding)")
+        return raw.astype(np.float32)
+    if encoding == "255" or top == 255 or soft:
+        return raw.astype(np.float32) / 255
+    values = np.unique(raw)
+    shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+    raise BadValue(f"mask {name} has values {{{shown}}}: neither 0/255 nor 0/1; if it is a label image, give its "
+                   "foreground values (--fg-values), or declare its encoding (--gt-encoding)")
 
 
 class FileSource:
-    """A folder of images or an LMDB (raw LSUN-style or prepared) read by name."""
+    """A folder of images or an LMDB (raw LSUN-style or prepared) read by name; masks by `mask_array`'s
+    encoding (predictions: soft=True)."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, encoding="auto", fg_values=None, soft=False):
+        if encoding not in ENCODINGS:
+            raise BadValue(f"mask encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        self.path, self.encoding, self.fg_values, self.soft = path, encoding, fg_values, soft
         self.reader = open_reader(path)
         self.index = {}
         for i in range(len(self.reader)):
@@ -43,7 +72,10 @@ class FileSource:
         return self.reader.read(self.index[name])
 
     def mask(self, name):
-        return _mask_array(self.image(name))
+        if name not in self.index:
+            raise KeyError(f"{self.path} has no entry named {name!r}")
+        raw = self.reader.read(self.index[name], raw=True)  # a palette or label image keeps its values
+        return mask_array(raw, f"{name} in {self.path}", self.encoding, self.fg_values, self.soft)
 
     def masks(self, names):
         return [self.mask(n) for n in names]
