@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from .errors import BadValue, MissingPath
+
 
 def checkpoint_file(path):
     """A run folder's checkpoint.pt, or the checkpoint file given."""
@@ -25,8 +27,8 @@ def save_checkpoint(state, path):
 def load_checkpoint(path, map_location="cpu"):
     """Tensors, numbers, strings and containers only: no arbitrary unpickling."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingPath(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"checkpoint {path} could not be read as a weights-only torch file: {exc}") from None
+        raise BadValue(f"checkpoint {path} could not be read as a weights-only torch file: {exc}") from None

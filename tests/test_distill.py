@@ -267,8 +267,8 @@ def test_predict_image_rescales_the_shorter_side_and_maps_back():
 
 
 def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
-    from layered_gan.evaluation.evaluate import main as evaluate_main
-    from layered_gan.segmenter.segment import main as segment_main
+    from layered_gan.evaluation.cli import evaluate as evaluate_main
+    from layered_gan.segmenter.cli import segment as segment_main
 
     torch.manual_seed(0)
     save_segmenter(build_segmenter(16, width=4, depth=2), str(tmp_path / "seg" / "segmenter.pt"), note="random")
@@ -300,7 +300,7 @@ def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
 def test_distill_command_end_to_end(tmp_path, monkeypatch):
     from layered_gan.config import load_config
     from layered_gan.data.synthetic import build_synthetic
-    from layered_gan.distill import main as distill_main
+    from layered_gan.cli import distill as distill_main
     from layered_gan.training.loop import build_models
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
@@ -345,7 +345,7 @@ def test_distill_from_latent_directions_and_from_pairs_without_a_generator(tmp_p
     from layered_gan.directions.candidates import save_directions
     from layered_gan.directions.latent import LatentSpace
     from layered_gan.directions.masks import direction_source
-    from layered_gan.distill import main as distill_main
+    from layered_gan.cli import distill as distill_main
     from layered_gan.training.objectives import make_objective
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))

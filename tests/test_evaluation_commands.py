@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from layered_gan.evaluation import baselines
+from layered_gan.evaluation import cli
 from layered_gan.evaluation.baselines import centre_disc, full_mask, grabcut_mask
-from layered_gan.evaluation.evaluate import main as evaluate_main
+from layered_gan.evaluation.cli import evaluate as evaluate_main
 
 
 def write_mask(path, mask):
@@ -135,15 +135,15 @@ def test_baselines_command_on_the_synthetic_held_out_split(tmp_path, monkeypatch
     from layered_gan.data.synthetic import build_synthetic
 
     root = build_synthetic(str(tmp_path / "syn"), resolution=32, count=2, test_count=6, workers=1, progress=False)
-    monkeypatch.setattr(baselines, "build_synthetic", lambda: root)
+    monkeypatch.setattr(cli, "build_synthetic", lambda: root)
     methods = ["full", "centre"] + (["grabcut"] if importlib.util.find_spec("cv2") else [])
     args = ["--synthetic", "--out", str(tmp_path / "b")] + sum((["--method", m] for m in methods), [])
-    result = CliRunner().invoke(baselines.main, args)
+    result = CliRunner().invoke(cli.baselines, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "b" / "baselines.json").read_text())["summaries"]
     assert list(summary) == methods and all(s["images"] == 6 for s in summary.values())
     assert summary["full"]["per_image"]["recall"] == 1.0
     assert (tmp_path / "b" / "centre" / "cases.png").exists()
-    bad = CliRunner().invoke(baselines.main, ["--synthetic", "--images", "x", "--gt", "y", "--out", "o"])
+    bad = CliRunner().invoke(cli.baselines, ["--synthetic", "--images", "x", "--gt", "y", "--out", "o"])
     assert bad.exit_code != 0 and "either --synthetic or both --images and --gt" in bad.output
 

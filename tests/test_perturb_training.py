@@ -144,7 +144,7 @@ def test_generate_command_from_a_checkpoint(tmp_path, cache):
     torch.testing.assert_close(a.mask[1:], b.mask)  # a seed alone fixes its sample
     assert a.background.shape == (2, 3, 16, 16)
     out = tmp_path / "samples"
-    proc = subprocess.run([sys.executable, "-m", "layered_gan.generate", "--ckpt", str(tmp_path / "run"),
+    proc = subprocess.run([sys.executable, "-m", "layered_gan", "generate", "--ckpt", str(tmp_path / "run"),
                            "--seeds", "0-2", "--out", str(out), "--singles"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(out))[:2] == ["seed0000_background.png", "seed0000_composite.png"] and len(os.listdir(out)) == 12

@@ -1,6 +1,6 @@
 """Score predicted masks against ground truth: a table, a JSON and a picture of the best and worst cases.
 
-    python -m layered_gan.evaluation.evaluate --pred OUT/masks --gt GT_MASKS --images IMAGES --out report/
+    layered-gan evaluate --pred OUT/masks --gt GT_MASKS --images IMAGES --out report/
 
 Predictions and ground truth are folders (matched by file name without
 extension, sub-folders included) or LMDBs (matched by key). A prediction whose
@@ -14,11 +14,11 @@ sweeps 255 thresholds (see metrics.py for both aggregations).
 
 import os
 
-import click
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from ..errors import BadValue, MissingPath
 from .files import save_png, write_json
 from .metrics import Scores, format_table
 from .sources import FileSource
@@ -26,8 +26,8 @@ from .sources import FileSource
 MISSING = ("error", "empty")
 
 
-class MatchError(ValueError):
-    pass
+class MatchError(BadValue):
+    """Predictions and ground truth whose names do not pair up."""
 
 
 def listing(names, limit=10):
@@ -49,7 +49,7 @@ def resize_nearest(mask, shape):
 def evaluate(pred, gt, threshold=0.5, missing="error", chunk=64, progress=True):
     """Score a prediction source against a ground-truth source (see sources.py). Returns a JSON-ready dict."""
     if missing not in MISSING:
-        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+        raise BadValue(f"missing must be one of {MISSING}, got {missing!r}")
     matched, absent, extra = match_names(pred.names, gt.names)
     if not matched:
         raise MatchError(f"no prediction matches a ground-truth name: predictions are named like "
@@ -147,30 +147,7 @@ def open_source(path, option):
     """A FileSource, with errors naming the option."""
     try:
         return FileSource(path)
+    except FileNotFoundError as exc:
+        raise MissingPath(f"{option} {path}: {exc}") from None
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
-
-
-@click.command()
-@click.option("--pred", required=True, help="Predicted masks: folder or LMDB (grey levels, 255 = foreground).")
-@click.option("--gt", required=True, help="Ground-truth masks: folder or LMDB with the same names.")
-@click.option("--images", default=None, help="The images (same names), shown in the cases picture.")
-@click.option("--out", required=True, help="Folder for metrics.json and cases.png.")
-@click.option("--threshold", default=0.5, show_default=True, help="Binarization threshold for predictions.")
-@click.option("--missing", type=click.Choice(MISSING), default="error", show_default=True,
-              help="Ground truth without prediction: an error, or scored as an empty prediction.")
-@click.option("--cases", default=4, show_default=True, help="Best and worst cases shown.")
-def main(pred, gt, images, out, threshold, missing, cases):
-    """Score predicted masks against ground-truth masks."""
-    pred_src, gt_src = open_source(pred, "--pred"), open_source(gt, "--gt")
-    image_src = open_source(images, "--images") if images else None
-    try:
-        result = evaluate(pred_src, gt_src, threshold, missing)
-    except MatchError as exc:
-        raise click.ClickException(str(exc)) from None
-    result.update(pred=pred, gt=gt, images=images)
-    report(result, out, pred_src, gt_src, image_src, cases, echo=click.echo)
-
-
-if __name__ == "__main__":
-    main()
+        raise BadValue(f"{option} {path}: {exc}") from None

@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from ..errors import PathExists
+
 
 def _atomic(path, write):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -40,7 +42,7 @@ def partial_folder(root):
     ROOT must not exist (FileExistsError): outputs are never merged into an older folder.
     """
     if os.path.exists(root):
-        raise FileExistsError(f"{root} exists; choose a new folder")
+        raise PathExists(f"{root} exists; choose a new folder")
     partial = root.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)

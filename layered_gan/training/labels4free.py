@@ -20,6 +20,7 @@ import os
 
 import torch
 
+from ..errors import BadValue, MissingPath
 from ..losses import (g_nonsaturating_loss, logistic_lazy_r1, mask_binarization, mask_max_coverage_hinge,
                       mask_size_hinge)
 from ..networks import Discriminator, channel_widths
@@ -37,12 +38,12 @@ class Labels4Free:
         """(Labels4FreeGenerator around the frozen G of model.ckpt, a fresh Discriminator)."""
         m = self.cfg["model"]
         if not os.path.exists(m["ckpt"]):
-            raise FileNotFoundError(f"model.ckpt: {m['ckpt']} does not exist; give a StyleGAN2 checkpoint with "
-                                    "--set model.ckpt=PATH (l4f_demo: first run train.py --cfg stylegan2_demo)")
+            raise MissingPath(f"model.ckpt: {m['ckpt']} does not exist; give a StyleGAN2 checkpoint with "
+                              "--set model.ckpt=PATH (l4f_demo: first run train.py --cfg stylegan2_demo)")
         G = load_stylegan2(m["ckpt"], formulation=m.get("formulation", "fast"))
         if G.synthesis.resolution != m["resolution"]:
-            raise ValueError(f"model.resolution is {m['resolution']} but the generator in model.ckpt "
-                             f"({m['ckpt']}) draws {G.synthesis.resolution} px images")
+            raise BadValue(f"model.resolution is {m['resolution']} but the generator in model.ckpt "
+                           f"({m['ckpt']}) draws {G.synthesis.resolution} px images")
         net = Labels4FreeGenerator(G, self.acfg["zero"], self.acfg["zero_channels"],
                                    self.acfg["alpha_start_resolution"], self.acfg["alpha_width"])
         D = Discriminator(m["resolution"], channels=channel_widths(m["resolution"], m["channel_base"], m["channel_max"]),

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
+from ..errors import BadValue
 from ..images import save_image_grid
 from .ema import ema_beta, update_ema
 from .objectives import make_objective
@@ -135,7 +136,7 @@ def train(cfg, out, resume=None, device="cpu"):
             if phase is not None:
                 checkpoint()
             if p.batch % world:
-                raise ValueError(f"batch {p.batch} at {p.resolution} px does not split over {world} processes")
+                raise BadValue(f"batch {p.batch} at {p.resolution} px does not split over {world} processes")
             dataset.set_resolution(p.resolution)
             sampler = ResumableSampler(len(dataset), cfg["seed"], images_seen, rank, world)
             loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from ..errors import BadValue
 from ..losses import (drift_penalty, g_nonsaturating_loss, gradient_penalty, logistic_lazy_r1, mask_binarization,
                       mask_max_coverage_hinge, mask_size_hinge, wgan_d_loss, wgan_g_loss)
 from ..networks import Discriminator, Generator, channel_widths
@@ -67,7 +68,7 @@ def critic_loss(D, real, fake, alpha, lcfg, rng, step):
     if lcfg["type"] == "wgan-gp":
         return _wgan_gp_critic(D, real, fake, alpha, lcfg, rng)
     if lcfg["type"] != "logistic":
-        raise ValueError(f"loss.type must be 'wgan-gp' or 'logistic', got {lcfg['type']!r}")
+        raise BadValue(f"loss.type must be 'wgan-gp' or 'logistic', got {lcfg['type']!r}")
     adv, r1, stats = logistic_lazy_r1(D, real, fake, step, lcfg["r1_gamma"], lcfg["r1_interval"], alpha=alpha)
     return adv + r1, stats
 
@@ -209,6 +210,6 @@ OBJECTIVES = {"perturb": PerturbGAN, "stylegan2": StyleGAN2, "labels4free": Labe
 
 def make_objective(cfg):
     if cfg.get("mode") not in OBJECTIVES:
-        raise ValueError(f"config mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
+        raise BadValue(f"config mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
     return OBJECTIVES[cfg["mode"]](cfg)
 

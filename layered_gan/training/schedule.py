@@ -9,6 +9,8 @@ A fixed-resolution run is start_resolution = resolution.
 import math
 from dataclasses import dataclass
 
+from ..errors import UnknownKey
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -25,7 +27,7 @@ def _per_resolution(table, resolution, name):
     if not isinstance(table, dict):
         return table
     if str(resolution) not in table:
-        raise KeyError(f"schedule.{name} has no entry for resolution {resolution} (has {sorted(table, key=int)})")
+        raise UnknownKey(f"schedule.{name} has no entry for resolution {resolution} (has {sorted(table, key=int)})")
     return table[str(resolution)]
 
 
