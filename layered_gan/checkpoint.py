@@ -31,4 +31,6 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise BadValue(f"checkpoint {path} could not be read as a weights-only torch file: {exc}") from None
+        why = " ".join(str(exc).split()).split("WeightsUnpickler error: ")[-1].split(" Check the documentation")[0]
+        raise BadValue(f"checkpoint {path} could not be read as a weights-only torch file (a run's checkpoint.pt "
+                       f"or a StyleGAN2-port file): {why}") from None

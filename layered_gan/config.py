@@ -56,5 +56,17 @@ def apply_override(cfg, item):
         node = node[part]
     if parts[-1] not in node:
         raise UnknownKey(f"--set {item!r}: unknown key {parts[-1]!r}; known: {', '.join(sorted(node))}")
+    old = node[parts[-1]]
+    if None not in (old, value) and _kind(old) != _kind(value):
+        raise BadValue(f"--set {item!r}: {key} takes {_kind(old)} (or null), got {_kind(value)}")
     node[parts[-1]] = value
     return cfg
+
+
+def _kind(value):
+    """The JSON kind of a config value; integers and floats are one kind."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a section {...}"}[type(value)]

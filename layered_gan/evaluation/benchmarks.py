@@ -117,9 +117,9 @@ def benchmark_items(dataset, root, split=None, split_file=None):
     if dataset == "flowers":
         return flowers_items(root, split or "test")
     if dataset not in FOLDER_PAIRS:
-        raise BadValue(f"unknown dataset {dataset!r}; choose from {DATASETS}")
+        raise BadValue(f"unknown dataset {dataset!r} (--dataset); choose from {DATASETS}")
     if split is not None:
-        raise BadValue(f"{dataset} has no splits (it is a test set)")
+        raise BadValue(f"--split {split}: {dataset} has no splits (it is a test set)")
     return folder_pair_items(root, dataset)
 
 

@@ -34,7 +34,7 @@ def channel_widths(resolution, channel_base=32768, channel_max=512, multiplier=1
 
 def check_resolution(resolution):
     if resolution not in [2 ** r for r in range(3, 11)]:
-        raise BadValue(f"resolution must be a power of two from 8 to 1024, got {resolution}")
+        raise BadValue(f"resolution (model.resolution) must be a power of two from 8 to 1024, got {resolution}")
     return int(math.log2(resolution))
 
 

@@ -19,6 +19,17 @@ from ..errors import BadValue, MissingPath
 from .loop import train as train_run
 from .objectives import OBJECTIVES
 
+POSITIVE = ("schedule.batch", "model.z_dim", "model.w_dim", "model.channel_base", "model.channel_max")
+
+
+def check_positive(cfg):
+    """The sizes a config must give as positive numbers (a per-resolution table: each entry)."""
+    for key in POSITIVE:
+        section, name = key.split(".")
+        value = cfg.get(section, {}).get(name)
+        if any(v is not None and v <= 0 for v in (value.values() if isinstance(value, dict) else [value])):
+            raise BadValue(f"{key} must be positive, got {value} (--set {key}=N)")
+
 
 @command("train")
 @click.option("--cfg", "cfg_name", default="demo", show_default=True, help="Config name in configs/ or a JSON path.")
@@ -39,6 +50,7 @@ def train(cfg_name, data, out, overrides, resume, device):
             torch.cuda.set_device(device)
     if cfg.get("mode") not in OBJECTIVES:
         raise BadValue(f"--cfg {cfg_name}: mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
+    check_positive(cfg)
     init = cfg["model"].get("init")
     if init and not resume and not os.path.exists(init):
         raise MissingPath(f"--set model.init: {init!r} does not exist: a stylegan2_* run folder or checkpoint to "
