@@ -1,4 +1,4 @@
-"""Label-free baseline masks and the command that scores them.
+"""Label-free baseline masks (scored by `layered-gan baselines`, evaluation/cli.py).
 
 Full-image mask (PerturbGAN's "reference" and Table 2 "full mask"), a centre
 prior (a centred ellipse of the image's aspect covering a fixed share),

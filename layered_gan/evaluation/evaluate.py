@@ -148,6 +148,6 @@ def open_source(path, option):
     try:
         return FileSource(path)
     except FileNotFoundError as exc:
-        raise MissingPath(f"{option} {path}: {exc}") from None
+        raise MissingPath(f"{option}: {exc}") from None
     except (OSError, ValueError) as exc:
-        raise BadValue(f"{option} {path}: {exc}") from None
+        raise BadValue(f"{option}: {exc}") from None
