@@ -36,6 +36,7 @@ def cli():
 
 
 def _optimizer_help(name, what):
+    """An optimizer option's help with each method's default."""
     return f"{what} [voynov {OPTIMIZER['voynov'][name]}, melas {OPTIMIZER['melas'][name]}]."
 
 
