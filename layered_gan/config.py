@@ -58,15 +58,15 @@ def apply_override(cfg, item):
         raise UnknownKey(f"--set {item!r}: unknown key {parts[-1]!r}; known: {', '.join(sorted(node))}")
     old = node[parts[-1]]
     if None not in (old, value) and _kind(old) != _kind(value):
-        raise BadValue(f"--set {item!r}: {key} takes {_kind(old)} (or null), got {_kind(value)}")
+        raise BadValue(f"--set {item!r}: {key} takes a {_kind(old)} (or null), not a {_kind(value)}")
     node[parts[-1]] = value
     return cfg
 
 
 def _kind(value):
-    """The JSON kind of a config value; integers and floats are one kind."""
+    """The JSON kind of a config value; numbers and per-resolution tables of them ({"8": 128, ...}) are one."""
     if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {str: "a string", list: "a list", dict: "a section {...}"}[type(value)]
+        return "true/false"
+    if isinstance(value, (int, float)) or (isinstance(value, dict) and value and all(k.isdigit() for k in value)):
+        return "number"
+    return {str: "string", list: "list", dict: "section"}[type(value)]

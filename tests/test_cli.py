@@ -16,6 +16,8 @@ from PIL import Image
 
 from layered_gan import cli
 from layered_gan.cli import COMMANDS, main
+from layered_gan.config import load_config
+from layered_gan.errors import BadValue
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,7 +68,8 @@ CASES = [
     ("path", ["train", "--cfg", "no_such_config"], "no_such_config"),
     ("path", ["train", "--set", "model.init={missing}", "--out", "{out}"], "model.init"),
     ("value", ["train", "--set", "loss.nope=1", "--out", "{out}"], "'nope'"),
-    ("value", ["train", "--set", "model.resolution=abc", "--out", "{out}"], "model.resolution takes a number"),
+    ("value", ["train", "--set", "model.resolution=abc", "--out", "{out}"],
+     "model.resolution takes a number (or null), not a string"),
     ("value", ["train", "--set", "model.resolution=48", "--out", "{out}"], "model.resolution) must be a power of two"),
     ("value", ["train", "--set", "schedule.batch=0", "--out", "{out}"], "schedule.batch must be positive"),
     ("value", ["train", "--set", "nokey", "--out", "{out}"], "key=value"),
@@ -192,6 +195,16 @@ def test_the_scripts_report_a_user_mistake_in_one_line(script, args, names):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"{script}: error: ") and names in lines[0], lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_set_values_keep_their_kind():
+    assert load_config("demo", ['schedule.batch={"8": 128, "16": 64}'])["schedule"]["batch"] == {"8": 128, "16": 64}
+    assert load_config("perturb_base", ["schedule.batch=16"])["schedule"]["batch"] == 16  # tables and numbers mix
+    assert load_config("demo", ["model.init=null", "schedule.lr=1"])["schedule"]["lr"] == 1
+    for item, message in (("schedule=3", "schedule takes a section"), ("loss.type=5", "loss.type takes a string"),
+                          ("data.hflip=1", "data.hflip takes a true/false")):
+        with pytest.raises(BadValue, match=message):
+            load_config("demo", [item])
 
 
 def test_python_dash_m_layered_gan_is_the_entry_point():
