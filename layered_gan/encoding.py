@@ -4,8 +4,9 @@ An encoder (networks/encoder.py) maps an image x to the generator's W+ styles so
 reproduces it (eq. 7: |x_E - x|_1 + |D_feat(x_E) - D_feat(x)|^2 with the discriminator's 8x8 features);
 the generator's mask for those styles is x's segmentation. As in the paper's "Segmenting real images", a
 separate encoder is trained per chunk of images (100; 1 000 Adam steps, lr 1e-4, betas (0.9, 0.999));
-`amortized` trains one encoder on the whole set and saves it, `encoder` applies a saved one without training,
-and `refine_steps` continues each image's codes by projection (projection.py).
+`amortized` trains one encoder on the whole set and saves it, `encoder_path` applies a saved one without
+training, and a `Refinement` continues each image's codes by projection (projection.py). `run` takes its
+settings as `Options`: Training, Loss, Refinement and Output, whose defaults are the paper's.
 
 Chunks are independent: under torchrun each rank takes chunks rank, rank + world, ...; each finished chunk
 leaves OUT/chunks/NNNNN.json (written last, atomically), so a rerun resumes at the first unfinished chunk.
