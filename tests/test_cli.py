@@ -197,6 +197,12 @@ def test_the_scripts_report_a_user_mistake_in_one_line(script, args, names):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+def test_a_group_without_a_command_shows_its_help():
+    for path in ([], ["directions"], ["labels4free"]):
+        result = CliRunner().invoke(main, path)
+        assert result.exit_code == 0 and result.stdout.startswith("Usage:") and "Commands:" in result.stdout
+
+
 def test_set_values_keep_their_kind():
     assert load_config("demo", ['schedule.batch={"8": 128, "16": 64}'])["schedule"]["batch"] == {"8": 128, "16": 64}
     assert load_config("perturb_base", ["schedule.batch=16"])["schedule"]["batch"] == 16  # tables and numbers mix
