@@ -223,7 +223,15 @@ def test_a_bug_keeps_its_traceback(paths, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr(cli, "parse_seeds", broken)
+    monkeypatch.setattr(cli, "load_generator", broken)
     result = CliRunner().invoke(main, ["generate", "--ckpt", paths["ckpt"], "--out", paths["out"]])
     assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug of ours"
     assert result.exit_code == 1 and "error:" not in result.stderr
+    script = ("import layered_gan.generate as g\n"
+              "def broken(*args): raise RuntimeError('a bug of ours')\n"
+              "g.load_generator = broken\n"
+              "from layered_gan.cli import main\n"
+              "main(prog_name='layered-gan')\n")
+    proc = subprocess.run([sys.executable, "-c", script, "generate", "--ckpt", paths["ckpt"], "--out", paths["out"]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "RuntimeError: a bug of ours" in proc.stderr
