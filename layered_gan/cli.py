@@ -22,14 +22,13 @@ from .data.dataset import ImageDataset
 from .directions.cli import anchor_options
 from .directions.cli import cli as directions
 from .directions.latent import BRIGHTNESS
-from .distill import VAL_SEED, format_mean_std, mean_std, pair_source, pairs_resolution, real_sources
-from .distill import distill as distill_seed
+from .distill import VAL_SEED, distill_seeds, pair_source, pairs_resolution, real_sources
 from .errors import BadValue, about
 from .evaluation.baselines import METHODS
 from .evaluation.cli import baselines, benchmarks, evaluate, fid, score_generated
-from .evaluation.evaluate import open_source, report
+from .evaluation.evaluate import open_source
 from .evaluation.files import partial_folder, write_json
-from .evaluation.sources import SegmenterMasks, SourceSubset
+from .evaluation.sources import SourceSubset
 from .generate import generate_layers, load_generator, named_images, parse_seeds
 from .images import save_image_grid
 from .labels4free import SAMPLE_PARTS, load_l4f_run, project_masks, write_samples
@@ -39,9 +38,7 @@ from .networks.port import load_stylegan2
 from .prepare import prepare as prepare_lmdb
 from .segmenter.cli import filter_options, pairs, segment
 from .segmenter.filters import FilterChain, default_filters
-from .segmenter.model import save_segmenter
 from .segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs, fixed_pairs, layered_noise
-from .segmenter.training import repeat
 from .training.cli import train
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,40 +206,8 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
                     decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
-    runs = {}
-    for seed in seeds:
-        if pairs_dir:
-            ds = ImageDataset(os.path.join(pairs_dir, "images"), resolution, crop="center", hflip=True,
-                              masks=os.path.join(pairs_dir, "masks"))
-            loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
-                                                 generator=torch.Generator().manual_seed(seed))
-            batches, train_filters = repeat(loader), None
-        else:
-            train_filters = default_filters(**filters)
-            batches = PairStream(source, train_filters, batch, seed)
-        model, figures = distill_seed(batches, resolution, val, real, seed, steps, lr, list(decay_at) or None, gamma,
-                                      width, depth, every, real_check, device)
-        figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
-        real_summary = figures["real"]["summary"] if real is not None else None
-        run_dir = os.path.join(out, f"seed{seed}")
-        save_segmenter(model, os.path.join(run_dir, "segmenter.pt"), seed=seed, **settings,
-                       generated_val=figures.get("generated_val"), real=real_summary)
-        if real is not None:
-            report(figures["real"], os.path.join(run_dir, "real"), SegmenterMasks(real[0], model), real[1], real[0],
-                   echo=click.echo)
-        write_json(os.path.join(run_dir, "figures.json"), {k: v for k, v in figures.items() if k != "real"})
-        runs[seed] = {"generated_val": figures.get("generated_val"), "filters": figures["filters"],
-                      "real": real_summary}
-    summary = {"settings": settings, "seeds": seeds,
-               "validation_pairs": val_filters.report() if val_filters else None, "runs": runs}
-    if val is not None:
-        summary["generated_val"] = mean_std([r["generated_val"] for r in runs.values()])
-        click.echo(format_mean_std("held-out generated pairs", summary["generated_val"]))
-    if real is not None:
-        summary["real"] = mean_std([r["real"] for r in runs.values()])
-        click.echo(format_mean_std(f"real held-out images ({runs[seeds[0]]['real']['images']})", summary["real"]))
-    write_json(os.path.join(out, "summary.json"), summary)
-    click.echo(f"filters on the last run's pairs: {json.dumps(runs[seeds[-1]]['filters'])}")
+    distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
+                  click.echo)
     click.echo(f"wrote {os.path.join(out, 'summary.json')}")
 
 

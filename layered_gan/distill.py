@@ -18,23 +18,27 @@ images, predicted as `segment` does. Several seeds give mean +- std.
     layered-gan segment --model runs/demo/distill/seed0 --images PHOTOS --out masks/
 """
 
+import json
 import os
 
 import numpy as np
 import torch
 
+from .data.dataset import ImageDataset
 from .data.readers import open_reader
 from .data.synthetic import build_synthetic, split_paths
 from .directions.candidates import load_directions
 from .directions.masks import direction_source
 from .errors import BadValue, UserError
-from .evaluation.evaluate import evaluate, listing, open_source
+from .evaluation.evaluate import evaluate, listing, open_source, report
+from .evaluation.files import write_json
 from .evaluation.metrics import METRICS, Scores
 from .evaluation.sources import SegmenterMasks, SourceSubset
 from .generate import run_config
-from .segmenter.model import build_segmenter, predict
-from .segmenter.pairs import generator_source
-from .segmenter.training import fit
+from .segmenter.filters import default_filters
+from .segmenter.model import build_segmenter, predict, save_segmenter
+from .segmenter.pairs import PairStream, generator_source
+from .segmenter.training import fit, repeat
 
 VAL_SEED = 1_000_003  # the held-out pair stream; training streams use the run seeds
 
@@ -137,3 +141,51 @@ def format_mean_std(name, stats):
         (m1, s1), (m2, s2) = stats["per_image"][metric], stats["all_pixels"][metric]
         lines.append(f"{metric:12s} {m1:8.4f} +- {s1:.4f} {m2:8.4f} +- {s2:.4f}")
     return "\n".join(lines)
+
+
+def seed_batches(seed, source, filters, batch, pairs_dir, resolution):
+    """(batches, FilterChain or None) of one seed: the online source's filtered pairs, or an exported folder's."""
+    if pairs_dir:
+        ds = ImageDataset(os.path.join(pairs_dir, "images"), resolution, crop="center", hflip=True,
+                          masks=os.path.join(pairs_dir, "masks"))
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
+                                             generator=torch.Generator().manual_seed(seed))
+        return repeat(loader), None
+    train_filters = default_filters(**filters)
+    return PairStream(source, train_filters, batch, seed), train_filters
+
+
+def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every=1000,
+                  real_check=200, device="cpu", echo=print):
+    """One segmenter per seed (OUT/seed{S}/: segmenter.pt, figures.json, real/), then OUT/summary.json with the
+    mean +- std over seeds; returns the summary. source: the online pair source (filtered with `filters`) unless
+    settings["pairs"] names an exported folder; val: held-out generated pairs or None; real: (images, masks) or
+    None; settings: the command's (batch, steps, lr, decay_at, gamma, width, depth used here), recorded."""
+    s, pairs_dir = settings, settings["pairs"]
+    runs = {}
+    for seed in seeds:
+        batches, train_filters = seed_batches(seed, source, filters, s["batch"], pairs_dir, resolution)
+        model, figures = distill(batches, resolution, val, real, seed, s["steps"], s["lr"], s["decay_at"] or None,
+                                 s["gamma"], s["width"], s["depth"], every, real_check, device)
+        figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
+        real_summary = figures["real"]["summary"] if real is not None else None
+        run_dir = os.path.join(out, f"seed{seed}")
+        save_segmenter(model, os.path.join(run_dir, "segmenter.pt"), seed=seed, **settings,
+                       generated_val=figures.get("generated_val"), real=real_summary)
+        if real is not None:
+            report(figures["real"], os.path.join(run_dir, "real"), SegmenterMasks(real[0], model), real[1], real[0],
+                   echo=echo)
+        write_json(os.path.join(run_dir, "figures.json"), {k: v for k, v in figures.items() if k != "real"})
+        runs[seed] = {"generated_val": figures.get("generated_val"), "filters": figures["filters"],
+                      "real": real_summary}
+    summary = {"settings": settings, "seeds": seeds,
+               "validation_pairs": val_filters.report() if val_filters else None, "runs": runs}
+    if val is not None:
+        summary["generated_val"] = mean_std([r["generated_val"] for r in runs.values()])
+        echo(format_mean_std("held-out generated pairs", summary["generated_val"]))
+    if real is not None:
+        summary["real"] = mean_std([r["real"] for r in runs.values()])
+        echo(format_mean_std(f"real held-out images ({runs[seeds[0]]['real']['images']})", summary["real"]))
+    write_json(os.path.join(out, "summary.json"), summary)
+    echo(f"filters on the last run's pairs: {json.dumps(runs[seeds[-1]]['filters'])}")
+    return summary
