@@ -8,7 +8,6 @@ Each package's commands live in its own `cli.py` (this one: the root package's);
 no click code. Errors follow `command.py`: a user's mistake is one line on stderr and exit code 2.
 """
 
-import json
 import os
 from dataclasses import fields
 
@@ -29,11 +28,10 @@ from .evaluation.cli import baselines, benchmarks, evaluate, fid, score_generate
 from .evaluation.evaluate import open_source
 from .evaluation.files import partial_folder, write_json
 from .evaluation.sources import SourceSubset
-from .generate import generate_layers, load_generator, named_images, parse_seeds
-from .images import save_image_grid
-from .labels4free import SAMPLE_PARTS, load_l4f_run, project_masks, write_samples
-from .labels4free_analysis import (bar_chart, crop_targets, layer_gradient_norms, rank_layers, suggest_start,
-                                   trgb_noise_sensitivity)
+from .generate import generate_layers, load_generator, named_images, parse_seeds, save_samples
+from .labels4free import (SAMPLE_PARTS, load_l4f_run, project_masks, save_bg_gradients, save_trgb_ssim,
+                          write_samples)
+from .labels4free_analysis import crop_targets, layer_gradient_norms, rank_layers, suggest_start, trgb_noise_sensitivity
 from .networks.port import load_stylegan2
 from .prepare import prepare as prepare_lmdb
 from .segmenter.cli import filter_options, pairs, segment
@@ -59,13 +57,7 @@ def generate(ckpt, seeds, truncation, out, grid, device):
     seeds = parse_seeds(seeds)
     with about("--ckpt"):
         G, _ = load_generator(ckpt, device)
-    images = named_images(generate_layers(G, seeds, truncation, device))
-    if grid:
-        save_image_grid(torch.cat(list(images.values())), os.path.join(out, "layers.png"), nrow=len(seeds))
-    else:
-        for name, batch in images.items():
-            for seed, img in zip(seeds, batch):
-                save_image_grid(img[None], os.path.join(out, f"seed{seed:04d}_{name}.png"), nrow=1)
+    save_samples(named_images(generate_layers(G, seeds, truncation, device)), seeds, out, grid)
     print(f"{len(seeds)} samples written to {out}")
 
 
@@ -330,11 +322,7 @@ def trgb_ssim(ckpt, out, num, batch, truncation, min_drop, seed, device):
         click.echo(f"{k:5d} {r:5d} {means[r]:10.4f} {float(scores[r].std()):7.4f} {drop}"
                    + ("  <- start" if r == start else ""))
     click.echo(f"suggested alpha start: {start} px (--set labels4free.alpha_start_resolution={start})")
-    os.makedirs(out, exist_ok=True)
-    bar_chart(os.path.join(out, "trgb_ssim.png"), [f"{r}px" for r in scores], list(means.values()),
-              f"SSIM after noise in the tRGB input ({num} samples)", highlight={list(scores).index(start)})
-    with open(os.path.join(out, "trgb_ssim.json"), "w") as fh:
-        json.dump({"mean_ssim": means, "drop": drops, "suggested_start": start}, fh, indent=2)
+    save_trgb_ssim(out, means, drops, start, num)
 
 
 def parse_box(text):
@@ -386,16 +374,7 @@ def bg_gradients(ckpt, out, num, box, crops, truncation, channel_fraction, seed,
                                       " (the background generator zeroes only const or 4/conv)"))
     click.echo(f"its channels at >= {channel_fraction:g} x the largest norm: {channels}"
                + (f" (--set 'labels4free.zero_channels={channels}')" if zero else ""))
-    os.makedirs(out, exist_ok=True)
-    names = list(norms)
-    bar_chart(os.path.join(out, "bg_gradients.png"), names, [float(norms[n].sum()) for n in names],
-              f"sum of per-channel gradient norms, {num} background targets", highlight={names.index(top)})
-    width = len(norms[top])
-    bar_chart(os.path.join(out, "bg_gradients_channels.png"), list(range(width)), norms[top].tolist(),
-              f"{top}: gradient norm per channel", highlight=set(channels), label_every=max(1, width // 16))
-    with open(os.path.join(out, "bg_gradients.json"), "w") as fh:
-        json.dump({"ranking": ranking, "top_layer": top, "top_channels": channels,
-                   "channel_norms": {n: v.tolist() for n, v in norms.items()}}, fh, indent=2)
+    save_bg_gradients(out, norms, ranking, channels, num)
 
 
 # ----------------------------------------------------------------------------------------------------------------

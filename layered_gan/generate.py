@@ -3,10 +3,13 @@
     layered-gan generate --ckpt runs/demo --seeds 0-7 --truncation 0.7 --out samples/
 """
 
+import os
+
 import torch
 
 from .checkpoint import checkpoint_file
 from .errors import BadValue
+from .images import save_image_grid
 from .networks.port import port_models, read_port_checkpoint
 from .render import composite
 from .segmenter.pairs import sample_layers
@@ -60,3 +63,13 @@ def named_images(layers):
     return {"background": layers.background, "foreground": layers.foreground,
             "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1),
             "composite": composite(layers.background, layers.foreground, layers.mask)}
+
+
+def save_samples(images, seeds, out, grid=True):
+    """OUT/layers.png, a grid of `named_images` (a row each, a column per seed), or one OUT/seed{S}_{row}.png each."""
+    if grid:
+        save_image_grid(torch.cat(list(images.values())), os.path.join(out, "layers.png"), nrow=len(seeds))
+        return
+    for name, batch in images.items():
+        for seed, img in zip(seeds, batch):
+            save_image_grid(img[None], os.path.join(out, f"seed{seed:04d}_{name}.png"), nrow=1)

@@ -11,6 +11,7 @@ run is also a pair source as it stands: `layered-gan distill --ckpt runs/l4f_dem
 distills from it online, `--pairs DIR` from what `sample` wrote.
 """
 
+import json
 import os
 
 import torch
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from .errors import BadValue, MissingPath
 from .evaluation.files import save_png, write_json
 from .images import to_uint8
+from .labels4free_analysis import bar_chart
 from .projection import project as project_images
 from .projection import zero_noise
 from .render import composite
@@ -89,3 +91,26 @@ def project_masks(G, D, ds, out, steps=500, lr=0.05, feature_weight=0.0, plus=Tr
     torch.save({"names": names, "ws": torch.cat(latents)}, os.path.join(out, "latents.pt"))
     write_json(os.path.join(out, "losses.json"), losses)
     return losses
+
+
+def save_trgb_ssim(out, means, drops, start, num):
+    """OUT/trgb_ssim.png (mean SSIM per resolution, the suggested start marked) and OUT/trgb_ssim.json."""
+    os.makedirs(out, exist_ok=True)
+    bar_chart(os.path.join(out, "trgb_ssim.png"), [f"{r}px" for r in means], list(means.values()),
+              f"SSIM after noise in the tRGB input ({num} samples)", highlight={list(means).index(start)})
+    with open(os.path.join(out, "trgb_ssim.json"), "w") as fh:
+        json.dump({"mean_ssim": means, "drop": drops, "suggested_start": start}, fh, indent=2)
+
+
+def save_bg_gradients(out, norms, ranking, channels, num):
+    """OUT/bg_gradients.png (per layer), OUT/bg_gradients_channels.png (the top layer's channels) and .json."""
+    os.makedirs(out, exist_ok=True)
+    names, top = list(norms), ranking[0][0]
+    bar_chart(os.path.join(out, "bg_gradients.png"), names, [float(norms[n].sum()) for n in names],
+              f"sum of per-channel gradient norms, {num} background targets", highlight={names.index(top)})
+    width = len(norms[top])
+    bar_chart(os.path.join(out, "bg_gradients_channels.png"), list(range(width)), norms[top].tolist(),
+              f"{top}: gradient norm per channel", highlight=set(channels), label_every=max(1, width // 16))
+    with open(os.path.join(out, "bg_gradients.json"), "w") as fh:
+        json.dump({"ranking": ranking, "top_layer": top, "top_channels": channels,
+                   "channel_norms": {n: v.tolist() for n, v in norms.items()}}, fh, indent=2)
