@@ -4,6 +4,7 @@ import os
 
 import torch
 
+from .errors import BadValue, MissingPath
 from .files import atomic_write
 
 
@@ -20,8 +21,10 @@ def save_checkpoint(state, path):
 def load_checkpoint(path, map_location="cpu"):
     """Tensors, numbers, strings and containers only: no arbitrary unpickling."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingPath(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"checkpoint {path} could not be read as a weights-only torch file: {exc}") from None
+        why = " ".join(str(exc).split()).split("WeightsUnpickler error: ")[-1].split(" Check the documentation")[0]
+        raise BadValue(f"checkpoint {path} could not be read as a weights-only torch file (a run's checkpoint.pt "
+                       f"or a StyleGAN2-port file): {why}") from None

@@ -33,6 +33,9 @@ def run_standalone(main, prog_name):
     except click.Abort:
         click.echo(f"{prog_name}: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group called without a command: its help, as --help
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.ClickException as exc:
         where = exc.ctx.command_path if getattr(exc, "ctx", None) else prog_name
         hint = f" (see {where} --help)" if isinstance(exc, click.UsageError) else ""

@@ -185,9 +185,5 @@ def validate_config(cfg):
         present, value = _lookup(cfg, key)
         if present and not ok(value):
             errors.append(f"{key} = {json.dumps(value)}: expected {what}")
-    present, start = _lookup(cfg, "schedule.start_resolution")
-    _, res = _lookup(cfg, "model.resolution")
-    if present and _power_of_two(start) and _power_of_two(res) and start > res:
-        errors.append(f"schedule.start_resolution = {start}: expected at most model.resolution ({res})")
     if errors:
         raise BadValue("invalid config: " + "; ".join(errors))

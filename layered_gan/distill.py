@@ -6,41 +6,39 @@ with per-pixel BCE, Adam 1e-3, lr x 0.2 after 8 000 of 12 000 steps, batch 95.
 Pairs come online (never the same pair twice) from a layered or Labels4Free run
 (--ckpt: composite, mask > --threshold) or from latent directions (--directions:
 G(z), direction mask), or are read from an exported folder (--pairs: LMDBs of
-`python -m layered_gan.segmenter.pairs` or `... directions masks`, or PNG
+`layered-gan pairs` or `... directions masks`, or PNG
 folders). Validation: held-out generated pairs of the online source (tuning
 without labels) and, when ground truth exists (a generator trained on the
 synthetic dataset: its held-out split; or --real-images/--real-masks), real
 images, predicted as `segment` does. Several seeds give mean +- std.
 
-    python -m layered_gan.distill --ckpt runs/demo --out runs/demo/distill --seeds 0-2
-    python -m layered_gan.distill --directions dirs/voynov/directions.pt --out dirs/voynov/distill
-    python -m layered_gan.distill --pairs pairs/voynov --real-images IMAGES --real-masks MASKS --out distill/
-    python -m layered_gan.segmenter.segment --model runs/demo/distill/seed0 --images PHOTOS --out masks/
+    layered-gan distill --ckpt runs/demo --out runs/demo/distill --seeds 0-2
+    layered-gan distill --directions dirs/voynov/directions.pt --out dirs/voynov/distill
+    layered-gan distill --pairs pairs/voynov --real-images IMAGES --real-masks MASKS --out distill/
+    layered-gan segment --model runs/demo/distill/seed0 --images PHOTOS --out masks/
 """
 
 import json
 import os
 
-import click
 import numpy as np
 import torch
 
 from .data.dataset import ImageDataset
 from .data.readers import open_reader
 from .data.synthetic import build_synthetic, split_paths
-from .directions.anchors import anchor_options
 from .directions.candidates import load_directions
-from .directions.latent import BRIGHTNESS
 from .directions.masks import direction_source
 from .evaluation.evaluate import evaluate, listing, report
 from .evaluation.metrics import METRICS, Scores
-from .evaluation.sources import FileSource, SegmenterMasks, SourceSubset
+from .evaluation.sources import SegmenterMasks, SourceSubset
 from .files import write_json
-from .generate import parse_seeds
 from .runs import run_config
+from .errors import BadValue, UserError
+from .evaluation.evaluate import open_source
 from .segmenter.filters import default_filters
 from .segmenter.model import build_segmenter, predict, save_segmenter
-from .segmenter.pairs import PairStream, filter_options, fixed_pairs, generator_source
+from .segmenter.pairs import PairStream, generator_source
 from .segmenter.training import fit, repeat
 
 VAL_SEED = 1_000_003  # the held-out pair stream; training streams use the run seeds
@@ -62,15 +60,12 @@ def pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, 
     run's composites and masks; else None.
     """
     if directions:
-        try:
-            source = direction_source(directions, ckpt, lighter, darker, mode, device, anchors, anchor_noise)
-            return source, run_config(ckpt or load_directions(directions)["ckpt"])
-        except (FileNotFoundError, ValueError) as exc:
-            raise click.UsageError(str(exc)) from None
+        source = direction_source(directions, ckpt, lighter, darker, mode, device, anchors, anchor_noise)
+        return source, run_config(ckpt or load_directions(directions)["ckpt"])
     given = [f"--{name}" for name, value in (("lighter", lighter), ("darker", darker), ("brightness", mode),
                                              ("anchors", anchors)) if value]
     if given:
-        raise click.UsageError(f"{', '.join(given)} go with --directions")
+        raise BadValue(f"{', '.join(given)} go with --directions")
     return generator_source(ckpt, threshold, truncation, device) if ckpt else (None, None)
 
 
@@ -78,8 +73,8 @@ def pairs_resolution(pairs_dir):
     """The side of the first image of an exported pairs folder."""
     try:
         return min(open_reader(os.path.join(pairs_dir, "images")).read(0).size)
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.UsageError(f"--pairs {pairs_dir}: {exc}") from None
+    except UserError as exc:
+        raise type(exc)(f"--pairs {pairs_dir}: {exc}") from None
 
 
 def real_sources(cfg, real_images, real_masks):
@@ -87,16 +82,16 @@ def real_sources(cfg, real_images, real_masks):
     run (cfg, None when unknown); else None."""
     if real_images or real_masks:
         if not (real_images and real_masks):
-            raise click.UsageError("--real-images and --real-masks go together")
+            raise BadValue("--real-images and --real-masks go together")
     elif cfg is not None and cfg["data"]["source"] == "synthetic":
         real_images, real_masks = split_paths(build_synthetic(**cfg["data"]["synthetic"]), "test")
     else:
         return None
-    images, masks = FileSource(real_images), FileSource(real_masks)
+    images, masks = open_source(real_images, "--real-images"), open_source(real_masks, "--real-masks")
     unpaired = sorted(set(images.names) ^ set(masks.names))
     if unpaired:
-        raise click.UsageError(f"{len(unpaired)} names are in only one of {real_images} and {real_masks}: "
-                               f"{listing(unpaired)}")
+        raise BadValue(f"--real-images, --real-masks: {len(unpaired)} names are in only one of {real_images} and "
+                       f"{real_masks}: {listing(unpaired)}")
     return images, masks
 
 
@@ -149,72 +144,30 @@ def format_mean_std(name, stats):
     return "\n".join(lines)
 
 
-@click.command()
-@click.option("--ckpt", default=None, help="Run folder or checkpoint of a layered or Labels4Free generator (the pair "
-                                           "source); with --directions, a generator replacing the file's.")
-@click.option("--directions", default=None, help="directions.pt of `python -m layered_gan.directions find`: direction "
-                                                 "masks as the pair source.")
-@click.option("--lighter", default=None, help="With --directions: the row lighting the object, or 'none' for G(z) "
-                                              "(default: the file's).")
-@click.option("--darker", default=None, help="With --directions: the row darkening the object, or 'none'.")
-@click.option("--brightness", "mode", default=None, type=click.Choice(BRIGHTNESS),
-              help="With --directions: the mask's brightness (default: the file's).")
-@anchor_options
-@click.option("--out", required=True, help="Folder: seed{S}/segmenter.pt, seed{S}/real/, summary.json.")
-@click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0-2: one segmenter each, mean +- std.")
-@click.option("--steps", default=12000, show_default=True)
-@click.option("--batch", default=95, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--decay-at", "decay_at", multiple=True, type=int, help="Steps where lr x gamma (default 2/3 of steps).")
-@click.option("--gamma", default=0.2, show_default=True)
-@click.option("--width", default=32, show_default=True, help="U-Net base width.")
-@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings.")
-@click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs "
-                                                         "(--ckpt or --directions then only give validation pairs).")
-@click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
-@click.option("--every", default=1000, show_default=True, help="Validate every N steps.")
-@click.option("--real-images", default=None, help="Real images with ground truth (default: the synthetic held-out "
-                                                  "split when the generator trained on synthetic data).")
-@click.option("--real-masks", default=None, help="Their ground-truth masks (same names).")
-@click.option("--real-check", default=200, show_default=True, help="Real images scored at each validation.")
-@filter_options
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at, gamma,
-         width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage, min_coverage,
-         histogram, component_ratio, threshold, truncation, device):
-    """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
-    folder) and score them."""
-    seeds = parse_seeds(seeds)
-    source, cfg = pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device, anchors,
-                              anchor_noise)
-    if source is None and not pairs_dir:
-        raise click.UsageError("no pairs: give --ckpt (a layered or Labels4Free run), --directions or --pairs")
-    filters = dict(max_coverage=max_coverage, min_coverage=min_coverage, histogram=histogram,
-                   component_ratio=component_ratio)
-    val_filters = default_filters(**filters) if source is not None else None
-    val = fixed_pairs(source, val_filters, val_pairs, VAL_SEED) if source is not None else None
-    real = real_sources(cfg, real_images, real_masks)
-    if val is None and real is None:
-        raise click.UsageError("nothing to validate on: with --pairs alone give --real-images and --real-masks, or "
-                               "--ckpt / --directions (generated validation pairs)")
-    resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
-    settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
-                    anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
-                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
-                    pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
+def seed_batches(seed, source, filters, batch, pairs_dir, resolution):
+    """(batches, FilterChain or None) of one seed: the online source's filtered pairs, or an exported folder's."""
+    if pairs_dir:
+        ds = ImageDataset(os.path.join(pairs_dir, "images"), resolution, crop="center", hflip=True,
+                          masks=os.path.join(pairs_dir, "masks"))
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
+                                             generator=torch.Generator().manual_seed(seed))
+        return repeat(loader), None
+    train_filters = default_filters(**filters)
+    return PairStream(source, train_filters, batch, seed), train_filters
+
+
+def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every=1000,
+                  real_check=200, device="cpu", echo=print):
+    """One segmenter per seed (OUT/seed{S}/: segmenter.pt, figures.json, real/), then OUT/summary.json with the
+    mean +- std over seeds; returns the summary. source: the online pair source (filtered with `filters`) unless
+    settings["pairs"] names an exported folder; val: held-out generated pairs or None; real: (images, masks) or
+    None; settings: the command's (batch, steps, lr, decay_at, gamma, width, depth used here), recorded."""
+    s, pairs_dir = settings, settings["pairs"]
     runs = {}
     for seed in seeds:
-        if pairs_dir:
-            ds = ImageDataset(os.path.join(pairs_dir, "images"), resolution, crop="center", hflip=True,
-                              masks=os.path.join(pairs_dir, "masks"))
-            loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
-                                                 generator=torch.Generator().manual_seed(seed))
-            batches, train_filters = repeat(loader), None
-        else:
-            train_filters = default_filters(**filters)
-            batches = PairStream(source, train_filters, batch, seed)
-        model, figures = distill(batches, resolution, val, real, seed, steps, lr, list(decay_at) or None, gamma,
-                                 width, depth, every, real_check, device)
+        batches, train_filters = seed_batches(seed, source, filters, s["batch"], pairs_dir, resolution)
+        model, figures = distill(batches, resolution, val, real, seed, s["steps"], s["lr"], s["decay_at"] or None,
+                                 s["gamma"], s["width"], s["depth"], every, real_check, device)
         figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
         real_summary = figures["real"]["summary"] if real is not None else None
         run_dir = os.path.join(out, f"seed{seed}")
@@ -222,7 +175,7 @@ def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, se
                        generated_val=figures.get("generated_val"), real=real_summary)
         if real is not None:
             report(figures["real"], os.path.join(run_dir, "real"), SegmenterMasks(real[0], model), real[1], real[0],
-                   echo=click.echo)
+                   echo=echo)
         write_json(os.path.join(run_dir, "figures.json"), {k: v for k, v in figures.items() if k != "real"})
         runs[seed] = {"generated_val": figures.get("generated_val"), "filters": figures["filters"],
                       "real": real_summary}
@@ -230,14 +183,10 @@ def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, se
                "validation_pairs": val_filters.report() if val_filters else None, "runs": runs}
     if val is not None:
         summary["generated_val"] = mean_std([r["generated_val"] for r in runs.values()])
-        click.echo(format_mean_std("held-out generated pairs", summary["generated_val"]))
+        echo(format_mean_std("held-out generated pairs", summary["generated_val"]))
     if real is not None:
         summary["real"] = mean_std([r["real"] for r in runs.values()])
-        click.echo(format_mean_std(f"real held-out images ({runs[seeds[0]]['real']['images']})", summary["real"]))
+        echo(format_mean_std(f"real held-out images ({runs[seeds[0]]['real']['images']})", summary["real"]))
     write_json(os.path.join(out, "summary.json"), summary)
-    click.echo(f"filters on the last run's pairs: {json.dumps(runs[seeds[-1]]['filters'])}")
-    click.echo(f"wrote {os.path.join(out, 'summary.json')}")
-
-
-if __name__ == "__main__":
-    main()
+    echo(f"filters on the last run's pairs: {json.dumps(runs[seeds[-1]]['filters'])}")
+    return summary

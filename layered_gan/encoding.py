@@ -4,8 +4,9 @@ An encoder (networks/encoder.py) maps an image x to the generator's W+ styles so
 reproduces it (eq. 7: |x_E - x|_1 + |D_feat(x_E) - D_feat(x)|^2 with the discriminator's 8x8 features);
 the generator's mask for those styles is x's segmentation. As in the paper's "Segmenting real images", a
 separate encoder is trained per chunk of images (100; 1 000 Adam steps, lr 1e-4, betas (0.9, 0.999));
-`amortized` trains one encoder on the whole set and saves it, `encoder` applies a saved one without training,
-and `refine_steps` continues each image's codes by projection (projection.py).
+`amortized` trains one encoder on the whole set and saves it, `encoder_path` applies a saved one without
+training, and a `Refinement` continues each image's codes by projection (projection.py). `run` takes its
+settings as `Options`: Training, Loss, Refinement and Output, whose defaults are the paper's.
 
 Chunks are independent: under torchrun each rank takes chunks rank, rank + world, ...; each finished chunk
 leaves OUT/chunks/NNNNN.json (written last, atomically), so a rerun resumes at the first unfinished chunk.
@@ -16,8 +17,8 @@ the evaluation (the paper's Table 2: ours, full mask, centre prior, GrabCut on t
 import json
 import os
 import time
+from dataclasses import asdict, dataclass, field
 
-import click
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,10 +28,11 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.dataset import to_tensor
 from .data.readers import DecodeError
-from .evaluation.baselines import METHODS, baseline
-from .evaluation.evaluate import MatchError, comparison_table, evaluate, open_source, report
-from .evaluation.sources import FileSource, MaskFunction, SourceSubset
+from .evaluation.baselines import baseline
+from .evaluation.evaluate import comparison_table, evaluate, report
+from .errors import BadValue, UserError
 from .files import save_png, write_json
+from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .images import to_uint8
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
@@ -38,9 +40,62 @@ from .render import composite
 from .runs import load_run
 from .segmenter.segment import overlay
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 IMAGE_PARTS = ("reconstructions", "backgrounds", "foregrounds")  # at the generator's resolution
 MASK_PARTS = ("masks", "soft", "overlays")  # at the image's own size
+
+
+@dataclass(frozen=True)
+class Training:
+    """Each encoder's training: `chunk` images, Adam `steps` on minibatches of `batch` (the paper's 100, 1 000,
+    lr 1e-4); a ResNet of `width` predicting W+ offsets around the average w (or the codes themselves)."""
+    chunk: int = 100
+    steps: int = 1000
+    lr: float = 1e-4
+    batch: int = 32
+    width: int = 64
+    offsets: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Loss:
+    """PerturbGAN eq. 7's weights and the discriminator's feature map (its 8x8 one)."""
+    l1_weight: float = 1.0
+    feature_weight: float = 1.0
+    feature_size: int = 8
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Projection of each image's codes from the encoder's (projection.py); 0 steps: none."""
+    steps: int = 0
+    lr: float = 0.01
+    feature_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class Output:
+    """The view of each image (squashed to org_to_crop x R, centre crop R), binary masks at `threshold`, the
+    baselines scored with ground truth and the images in the contact sheet."""
+    org_to_crop: float = 1.0
+    threshold: float = 0.5
+    methods: tuple = ("full", "centre", "grabcut")
+    sheet: int = 16
+
+
+@dataclass(frozen=True)
+class Options:
+    """All of `run`'s settings, by group."""
+    training: Training = field(default_factory=Training)
+    loss: Loss = field(default_factory=Loss)
+    refinement: Refinement = field(default_factory=Refinement)
+    output: Output = field(default_factory=Output)
+
+    def settings(self):
+        """What an output folder records (and a rerun must match): every setting but the report's."""
+        return {**asdict(self.training), **asdict(self.loss),
+                **{f"refine_{k}": v for k, v in asdict(self.refinement).items()},
+                "org_to_crop": self.output.org_to_crop, "threshold": self.output.threshold}
 
 
 def load_layered_run(ckpt, device="cpu", discriminator=True):
@@ -156,13 +211,13 @@ class Settings(dict):
                 found = json.load(fh)
             differ = sorted(k for k in set(found) | set(self) if found.get(k) != self.get(k))
             if differ:
-                raise click.UsageError(f"{out} holds a run with other settings ({', '.join(differ)}); "
-                                       "choose a new --out or the same options to resume")
+                raise BadValue(f"--out {out} holds a run with other settings ({', '.join(differ)}); "
+                               "choose a new --out or the same options to resume")
         else:
             write_json(path, dict(self))
 
 
-def process_chunk(index, names, source, view, loss, out, args, encoder=None, bar=None):
+def process_chunk(index, names, source, view, loss, out, options, encoder=None, bar=None):
     """Encode one chunk (training its own encoder unless one is given), write its files and its marker."""
     start = time.time()
     images, failed = read_images(source, names)
@@ -173,23 +228,26 @@ def process_chunk(index, names, source, view, loss, out, args, encoder=None, bar
         device = next(loss.synthesis.parameters()).device
         targets = torch.stack([view.image(images[n]) for n in record["names"]]).to(device)
         if encoder is None:
-            torch.manual_seed(args["seed"] * 1_000_003 + index)
-            encoder = build_encoder(loss.synthesis, args["width"], args["offsets"]).to(device)
-            gen = torch.Generator().manual_seed(args["seed"] * 1_000_003 + index)
+            t = options.training
+            torch.manual_seed(t.seed * 1_000_003 + index)
+            encoder = build_encoder(loss.synthesis, t.width, t.offsets).to(device)
+            gen = torch.Generator().manual_seed(t.seed * 1_000_003 + index)
             record["curve"] = train_encoder(
-                encoder, loss, lambda: targets[torch.randint(len(targets), (args["batch"],), generator=gen)],
-                args["steps"], args["lr"], bar=bar)[::10]
-        ws = encode(encoder, targets, args["batch"])
-        if args["refine_steps"]:
-            result = project(loss.synthesis, targets, args["refine_steps"], args["refine_lr"], ws=ws, D=loss.D,
-                             feature_weight=args["refine_feature_weight"])
+                encoder, loss, lambda: targets[torch.randint(len(targets), (t.batch,), generator=gen)],
+                t.steps, t.lr, bar=bar)[::10]
+        ws = encode(encoder, targets, options.training.batch)
+        refine = options.refinement
+        if refine.steps:
+            result = project(loss.synthesis, targets, refine.steps, refine.lr, ws=ws, D=loss.D,
+                             feature_weight=refine.feature_weight)
             ws = result.ws
             record["refine_l1"] = {"first": result.losses[0].mean().item(), "last": result.losses[-1].mean().item()}
         with torch.no_grad():
             per_image = loss(ws, targets)
             layers = loss.synthesis.layers(ws, zero_noise(loss.synthesis, len(ws), device))
         for i, name in enumerate(record["names"]):
-            write_outputs(out, name, images[name], view, type(layers)(*(t[i] for t in layers)), args["threshold"])
+            write_outputs(out, name, images[name], view, type(layers)(*(t[i] for t in layers)),
+                          options.output.threshold)
             record["losses"][name] = per_image[i].item()
         save_checkpoint({"names": record["names"], "ws": ws.cpu()}, os.path.join(out, "chunks", f"{index:05d}.pt"))
     record["seconds"] = time.time() - start
@@ -217,7 +275,7 @@ def score(out, names, images, gt, methods, echo):
     summaries = {}
     for method in ("encoder",) + tuple(methods):
         try:
-            pred = FileSource(os.path.join(out, "soft")) if method == "encoder" else MaskFunction(images,
+            pred = FileSource(os.path.join(out, "soft"), soft=True) if method == "encoder" else MaskFunction(images,
                                                                                                    baseline(method))
         except ImportError as exc:
             echo(f"{method} skipped: {exc}")
@@ -257,20 +315,20 @@ def finish(out, source, view, chunks, gt, methods, sheet, echo):
     return summary
 
 
-def amortized_encoder(path, loss, source, names, view, args, device, bar=None):
+def amortized_encoder(path, loss, source, names, view, training, device, bar=None):
     """The encoder saved at `path`, else one trained on minibatches drawn from all `names`, then saved there."""
     if os.path.isfile(path):
         return load_encoder(path, loss.synthesis, device)
-    torch.manual_seed(args["seed"])
-    encoder = build_encoder(loss.synthesis, args["width"], args["offsets"]).to(device)
-    gen = torch.Generator().manual_seed(args["seed"])
+    torch.manual_seed(training.seed)
+    encoder = build_encoder(loss.synthesis, training.width, training.offsets).to(device)
+    gen = torch.Generator().manual_seed(training.seed)
 
     def sample():
-        picked = [names[i] for i in torch.randint(len(names), (args["batch"],), generator=gen)]
+        picked = [names[i] for i in torch.randint(len(names), (training.batch,), generator=gen)]
         drawn, _ = read_images(source, set(picked))
         return torch.stack([view.image(drawn[n]) for n in picked if n in drawn]).to(device)
 
-    curve = train_encoder(encoder, loss, sample, args["steps"], args["lr"], bar=bar)
+    curve = train_encoder(encoder, loss, sample, training.steps, training.lr, bar=bar)
     save_checkpoint({"encoder": encoder.state_dict(), "hparams": encoder.hparams(), "curve": curve[::10]}, path)
     return encoder
 
@@ -278,32 +336,30 @@ def amortized_encoder(path, loss, source, names, view, args, device, bar=None):
 def load_encoder(path, synthesis, device="cpu"):
     """A saved encoder, checked against the generator it is to drive."""
     state = load_checkpoint(path, device)
+    if not isinstance(state, dict) or not {"encoder", "hparams"} <= set(state):
+        raise BadValue(f"{path} is not an encoder of `layered-gan encode --amortized` (no encoder and hparams)")
     h = state["hparams"]
     wanted = {"resolution": synthesis.resolution, "n_styles": synthesis.n_latent, "w_dim": synthesis.w_dim}
     if any(h[k] != v for k, v in wanted.items()):
-        raise ValueError(f"encoder {path} was made for {h} but the generator needs {wanted}")
+        raise BadValue(f"encoder {path} was made for {h} but the generator needs {wanted}")
     encoder = Encoder(h["resolution"], h["n_styles"], h["w_dim"], h["width"],
                       torch.zeros(h["n_styles"], h["w_dim"]) if h["offsets"] else None)
     encoder.load_state_dict(state["encoder"])  # w_avg included
     return encoder.to(device).eval()
 
 
-def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batch=32, l1_weight=1.0,
-        feature_weight=1.0, feature_size=8, offsets=True, width=64, amortized=False, encoder_path=None, refine_steps=0,
-        refine_lr=0.01, refine_feature_weight=0.0, org_to_crop=1.0, threshold=0.5,
-        methods=("full", "centre", "grabcut"), sheet=16, seed=0, ckpt=None, rank=0, world=1, progress=True, echo=print):
+def run(synthesis, D, source, out, gt=None, options=Options(), amortized=False, encoder_path=None, ckpt=None,
+        rank=0, world=1, progress=True, echo=print):
     """Encode every image of `source` (an evaluation source: names, image(name)) into OUT with the layered
-    generator `synthesis` (and D, for the feature loss) of load_layered_run; see the module doc. Returns the
-    summary when this process finished the last chunk, else None."""
+    generator `synthesis` (and D, for the feature loss) of load_layered_run, as `options` say; see the module
+    doc. Returns the summary when this process finished the last chunk, else None."""
     device = next(synthesis.parameters()).device
-    loss = ReconstructionLoss(synthesis, D, l1_weight, feature_weight, feature_size)
-    view = View(synthesis.resolution, org_to_crop)
+    loss = ReconstructionLoss(synthesis, D, **asdict(options.loss))
+    view = View(synthesis.resolution, options.output.org_to_crop)
     names = list(source.names)
-    args = dict(steps=steps, lr=lr, batch=batch, width=width, offsets=offsets, seed=seed, threshold=threshold,
-                refine_steps=refine_steps, refine_lr=refine_lr, refine_feature_weight=refine_feature_weight)
-    Settings(ckpt=ckpt and os.path.abspath(ckpt), images=len(names), first=names[:1], chunk=chunk, l1_weight=l1_weight,
-             feature_weight=feature_weight, feature_size=feature_size, org_to_crop=org_to_crop, amortized=amortized,
-             encoder=encoder_path and os.path.abspath(encoder_path), **args).check(out)
+    chunk = options.training.chunk
+    Settings(ckpt=ckpt and os.path.abspath(ckpt), images=len(names), first=names[:1], amortized=amortized,
+             encoder=encoder_path and os.path.abspath(encoder_path), **options.settings()).check(out)
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     mine = [i for i in range(rank, len(chunks), world) if not os.path.isfile(chunk_marker(out, i))]
     encoder = None
@@ -311,90 +367,18 @@ def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batc
         if encoder_path:
             try:
                 encoder = load_encoder(encoder_path, synthesis, device)
-            except (ValueError, FileNotFoundError, KeyError) as exc:
-                raise click.BadParameter(str(exc), param_hint="--encoder") from None
+            except UserError as exc:
+                raise type(exc)(f"--encoder: {exc}") from None
         elif amortized:
             path = os.path.join(out, "encoder.pt")
             if world > 1 and not os.path.isfile(path):
-                raise click.UsageError(f"train the amortized encoder in one process first; then run on several "
-                                       f"with --encoder {path}")
-            encoder = amortized_encoder(path, loss, source, names, view, args, device, bar)
+                raise BadValue(f"--amortized: train the amortized encoder in one process first; then run on several "
+                               f"with --encoder {path}")
+            encoder = amortized_encoder(path, loss, source, names, view, options.training, device, bar)
         for i in mine:
             bar.set_description(f"chunk {i + 1}/{len(chunks)}")
-            process_chunk(i, chunks[i], source, view, loss, out, args, encoder, bar)
+            process_chunk(i, chunks[i], source, view, loss, out, options, encoder, bar)
             bar.update(len(chunks[i]))
     if all(os.path.isfile(chunk_marker(out, i)) for i in range(len(chunks))):
-        return finish(out, source, view, chunks, gt, methods, sheet, echo)
+        return finish(out, source, view, chunks, gt, options.output.methods, options.output.sheet, echo)
     return None
-
-
-@click.command()
-@click.option("--ckpt", required=True, help="PerturbGAN run folder or checkpoint (EMA generator and D).")
-@click.option("--images", default=None, help="Images: a folder (any sizes, sub-folders kept) or an LMDB.")
-@click.option("--out", required=True, help="Output folder (rerun with the same options to resume).")
-@click.option("--gt", default=None, help="Ground-truth masks with the images' names: evaluation + baselines.")
-@click.option("--synthetic-test", type=click.IntRange(min=1), default=None,
-              help="Instead of --images/--gt: the first N held-out images of the run's synthetic dataset.")
-@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (by name).")
-@click.option("--chunk", default=100, show_default=True, help="Images per encoder (the paper's 100).")
-@click.option("--steps", default=1000, show_default=True, help="Adam steps per encoder.")
-@click.option("--lr", default=1e-4, show_default=True)
-@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=2),
-              help="Minibatch drawn (with replacement) from the chunk each step.")
-@click.option("--l1-weight", default=1.0, show_default=True)
-@click.option("--feature-weight", default=1.0, show_default=True,
-              help="Weight of the squared distance of D's features (0: no discriminator needed).")
-@click.option("--feature-size", default=8, show_default=True, help="D feature map used (its 8x8 one).")
-@click.option("--offsets/--absolute", default=True, show_default=True,
-              help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
-@click.option("--width", default=64, show_default=True, help="Encoder width (ResNet-18: 64).")
-@click.option("--amortized", is_flag=True, help="One encoder on all images (saved as OUT/encoder.pt), then apply it.")
-@click.option("--encoder", "encoder_path", default=None, help="Apply a saved encoder.pt without training.")
-@click.option("--refine-steps", default=0, show_default=True, help="Projection steps from the encoder's codes.")
-@click.option("--refine-lr", default=0.01, show_default=True)
-@click.option("--refine-feature-weight", default=0.0, show_default=True, help="Projection's D-feature L1 weight.")
-@click.option("--org-to-crop", default=1.0, show_default=True,
-              help="Squash to a square of this x the resolution, then centre crop (1.125: the training crops).")
-@click.option("--threshold", default=0.5, show_default=True, help="Binary masks: soft mask > threshold.")
-@click.option("--baseline", "methods", multiple=True, type=click.Choice(METHODS),
-              default=("full", "centre", "grabcut"), show_default=True, help="Baselines scored with --gt.")
-@click.option("--sheet", default=16, show_default=True, help="Images in the contact sheet.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default=DEVICE, show_default=True)
-def main(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder_path, device, **options):
-    """Segment images by encoding them into a PerturbGAN run's layered generator (PerturbGAN sec. 3.3)."""
-    if bool(synthetic_test) == bool(images) or (synthetic_test and gt):
-        raise click.UsageError("give --images (and optionally --gt) or --synthetic-test N")
-    if amortized and encoder_path:
-        raise click.UsageError("--amortized trains an encoder, --encoder applies one: give one of them")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if device == "cuda" and world > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    try:
-        synthesis, D, cfg = load_layered_run(ckpt, device, bool(options["feature_weight"]
-                                                                or options["refine_feature_weight"]))
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--ckpt") from None
-    if synthetic_test:
-        from .distill import (
-            real_sources,  # the run's synthetic held-out split, images and masks paired
-        )
-
-        sources = real_sources(cfg, None, None)
-        if sources is None:
-            raise click.UsageError(f"{ckpt} was not trained on the synthetic dataset; give --images and --gt")
-        source, gt_source, max_images = *sources, synthetic_test
-    else:
-        source = open_source(images, "--images")
-        gt_source = open_source(gt, "--gt") if gt else None
-    if max_images:
-        source = SourceSubset(source, source.names[:max_images])
-    try:
-        run(synthesis, D, source, out, gt_source, amortized=amortized, encoder_path=encoder_path, ckpt=ckpt,
-            rank=rank, world=world, echo=click.echo, **options)
-    except MatchError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-if __name__ == "__main__":
-    main()

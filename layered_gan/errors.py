@@ -6,6 +6,8 @@ with code 2. Every other exception is a bug of ours and keeps its traceback. Eac
 the built-in exception it refines, so `except ValueError` keeps catching a `BadValue`.
 """
 
+import contextlib
+
 
 class UserError(Exception):
     """Something the user gave is wrong; the message says what and what is valid."""
@@ -34,3 +36,14 @@ class UnknownKey(UserError, KeyError):
 
     def __str__(self):  # KeyError quotes its message
         return str(self.args[0]) if self.args else ""
+
+
+@contextlib.contextmanager
+def about(option):
+    """Name the option a UserError raised inside concerns: `with about("--ckpt"): G = load_stylegan2(ckpt)`."""
+    try:
+        yield
+    except UserError as exc:
+        if str(exc).startswith(option):  # the message names it already
+            raise
+        raise type(exc)(f"{option}: {exc}") from None

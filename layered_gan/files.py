@@ -8,6 +8,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from .errors import PathExists
+
 
 def atomic_write(path, write):
     """write(fh) to a temporary binary file beside `path`, flushed to disk, then renamed to `path` (and the
@@ -49,7 +51,7 @@ def partial_folder(root):
     ROOT must not exist (FileExistsError): outputs are never merged into an older folder.
     """
     if os.path.exists(root):
-        raise FileExistsError(f"{root} exists; choose a new folder")
+        raise PathExists(f"{root} exists; choose a new folder")
     partial = root.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)

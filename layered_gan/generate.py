@@ -1,17 +1,15 @@
 """Samples from a trained generator: per-seed layers or a layered grid (a plain StyleGAN2: images or a grid).
 
-    python -m layered_gan.generate --ckpt runs/demo --seeds 0-7 --truncation 0.7 --out samples/
+    layered-gan generate --ckpt runs/demo --seeds 0-7 --truncation 0.7 --out samples/
 """
 
 import os
 
-import click
 import torch
 
+from .errors import BadValue
 from .images import save_image_grid
 from .render import composite
-from .runs import load_run
-from .sampling import generate_layers
 
 
 def parse_seeds(text):
@@ -22,7 +20,7 @@ def parse_seeds(text):
         try:
             seeds += list(range(int(lo), int(hi or lo) + 1))
         except ValueError:
-            raise click.BadParameter(f"seeds must look like 0-7,9; got {text!r}") from None
+            raise BadValue(f"--seeds must look like 0-7,9; got {text!r}") from None
     return seeds
 
 
@@ -36,28 +34,11 @@ def named_images(layers):
             "composite": composite(layers.background, layers.foreground, layers.mask)}
 
 
-@click.command()
-@click.option("--ckpt", required=True, help="Run folder or checkpoint file.")
-@click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-7,12.")
-@click.option("--truncation", default=1.0, show_default=True, help="Truncation psi around the average w.")
-@click.option("--out", required=True, help="Output folder.")
-@click.option("--grid/--singles", default=True, show_default=True,
-              help="One layered grid (rows: background, foreground, mask, composite; a plain generator: one row "
-                   "of images) or one PNG per layer and seed.")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, seeds, truncation, out, grid, device):
-    """Generate samples from a checkpoint: layers and composites, or a plain generator's images."""
-    seeds = parse_seeds(seeds)
-    G = load_run(ckpt, device=device).G
-    images = named_images(generate_layers(G, seeds, truncation, device))
+def save_samples(images, seeds, out, grid=True):
+    """OUT/layers.png, a grid of `named_images` (a row each, a column per seed), or one OUT/seed{S}_{row}.png each."""
     if grid:
         save_image_grid(torch.cat(list(images.values())), os.path.join(out, "layers.png"), nrow=len(seeds))
-    else:
-        for name, batch in images.items():
-            for seed, img in zip(seeds, batch):
-                save_image_grid(img[None], os.path.join(out, f"seed{seed:04d}_{name}.png"), nrow=1)
-    print(f"{len(seeds)} samples written to {out}")
-
-
-if __name__ == "__main__":
-    main()
+        return
+    for name, batch in images.items():
+        for seed, img in zip(seeds, batch):
+            save_image_grid(img[None], os.path.join(out, f"seed{seed:04d}_{name}.png"), nrow=1)

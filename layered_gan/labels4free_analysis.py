@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from .sampling import layered_noise
+from .errors import BadValue
 
 
 def gaussian_window(size, sigma):
@@ -127,7 +128,7 @@ def crop_targets(images, box):
     size = images.shape[-1]
     x0, y0, x1, y1 = (round(f * size) for f in box)
     if not 0 <= x0 < x1 <= size or not 0 <= y0 < y1 <= size:
-        raise ValueError(f"--box {','.join(map(str, box))} is not a box inside the image (fractions x0,y0,x1,y1)")
+        raise BadValue(f"--box {','.join(map(str, box))} is not a box inside the image (fractions x0,y0,x1,y1)")
     return F.interpolate(images[:, :, y0:y1, x0:x1], size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 

@@ -1,6 +1,6 @@
 """Build a prepared multi-resolution LMDB (the StyleGAN2 port's layout) from any image source.
 
-    python -m layered_gan.prepare SRC OUT --size 64 --size 128 [--org-to-crop 1.125]
+    layered-gan prepare SRC OUT --size 64 --size 128 [--org-to-crop 1.125]
 
 Keys f"{size}-{index:05d}" hold JPEGs, `length` the count. Sizes are stored at
 round(org_to_crop x size), so training can random-crop `size` from them
@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 
-import click
 import lmdb
 from PIL import Image
 from tqdm import tqdm
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from .data.dataset import resize_crop
 from .data.readers import DecodeError, open_reader, release_lmdb
 from .errors import BadValue
+from .errors import PathExists
 
 _worker = {}
 
@@ -76,7 +76,7 @@ def prepare(src, out, sizes, org_to_crop=1.0, crop="squash", quality=95, workers
             batch=256, progress=True):
     """Write the prepared LMDB; returns (images written, entries skipped as undecodable)."""
     if os.path.exists(out):
-        raise FileExistsError(f"{out} already exists; remove it or choose another output folder")
+        raise PathExists(f"{out} already exists; remove it or choose another output folder")
     check_options(sizes, org_to_crop, crop, quality, workers, max_images, batch)
     stored = sorted({round(org_to_crop * s) for s in sizes})
     reader = open_reader(src, max_images)
@@ -98,7 +98,7 @@ def _write(env, partial, args, src, max_images, workers, batch, progress):
         saved = txn.get(b"prepare_args")
         state = json.loads(txn.get(b"progress", b'{"next": 0, "written": 0, "skipped": 0}'))
     if saved is not None and json.loads(saved) != args:
-        raise ValueError(f"{partial} is an unfinished run with other settings ({saved.decode()}); delete it to restart")
+        raise BadValue(f"{partial} is an unfinished run with other settings ({saved.decode()}); delete it to restart")
     total = args["total"]
     bar = tqdm(total=total, initial=state["next"], desc=f"prepare {args['sizes']}", unit="img", disable=not progress)
     jobs = ((i, args["sizes"], args["crop"], args["quality"]) for i in range(state["next"], total))
@@ -128,24 +128,3 @@ def _write(env, partial, args, src, max_images, workers, batch, progress):
             raise
     bar.close()
     return state["written"], state["skipped"]
-
-
-@click.command()
-@click.argument("src")
-@click.argument("out")
-@click.option("--size", "sizes", type=int, multiple=True, required=True, help="Training resolution (repeatable).")
-@click.option("--org-to-crop", default=1.0, show_default=True,
-              help="Store round(x * size) for random crops (PerturbGAN: 1.125).")
-@click.option("--crop", type=click.Choice(["squash", "center"]), default="squash", show_default=True,
-              help="squash: resize to a square (PerturbGAN); center: shorter side, centre crop (StyleGAN2 port).")
-@click.option("--quality", default=95, show_default=True, help="JPEG quality.")
-@click.option("--workers", default=os.cpu_count() or 1, show_default=True)
-@click.option("--max-images", type=int, default=None, help="Only the first N images (the papers use 100 000).")
-def main(src, out, sizes, org_to_crop, crop, quality, workers, max_images):
-    """Prepare SRC (raw LSUN LMDB, prepared LMDB or image folder) as a multi-resolution LMDB at OUT."""
-    written, skipped = prepare(src, out, sizes, org_to_crop, crop, quality, workers, max_images)
-    print(f"wrote {written} images to {out}" + (f"; skipped {skipped} undecodable entries" if skipped else ""))
-
-
-if __name__ == "__main__":
-    main()

@@ -89,8 +89,8 @@ print(grown // 1024, tuple(x.shape), img.size, float(x.mean()))
 
 
 @pytest.mark.parametrize("option, value, words", [
-    ("--workers", "0", ["--workers 0", "positive"]),
-    ("--quality", "500", ["--quality 500", "1..100"]),
+    ("--workers", "0", ["--workers", "0"]),
+    ("--quality", "500", ["--quality", "500"]),
     ("--size", "2", ["--size (16, 2)", ">= 4"]),
     ("--org-to-crop", "0.5", ["--org-to-crop 0.5", ">= 1"]),
 ])

@@ -236,7 +236,7 @@ def run(*args):
 
 
 def test_generate_draws_a_plain_generator(tiny_generator, tmp_path):
-    from layered_gan.generate import main as generate_main
+    from layered_gan.cli import generate as generate_main
 
     result = CliRunner().invoke(generate_main, ["--ckpt", tiny_generator, "--seeds", "0-2", "--out", str(tmp_path),
                                                 "--device", "cpu"])
@@ -268,13 +268,13 @@ def test_generate_reads_a_port_file_with_its_argparse_args(tiny_generator, tmp_p
 
 
 def test_pair_commands_refuse_a_plain_generator(tiny_generator, tmp_path):
-    from layered_gan.distill import main as distill_main
-    from layered_gan.segmenter.pairs import main as pairs_main
+    from layered_gan.cli import distill as distill_main
+    from layered_gan.segmenter.cli import pairs as pairs_main
 
     for command, args in ((distill_main, ["--out", str(tmp_path / "d")]),
                           (pairs_main, ["--num", "2", "--out", str(tmp_path / "p")])):
         result = CliRunner().invoke(command, ["--ckpt", tiny_generator, "--device", "cpu"] + args)
-        assert result.exit_code == 2 and "port file: its images come without masks" in result.output
+        assert result.exit_code == 2 and "not a layered generator" in result.output
 
 
 def test_find_and_masks_end_to_end(tiny_generator, tmp_path):

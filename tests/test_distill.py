@@ -268,8 +268,8 @@ def test_predict_image_rescales_the_shorter_side_and_maps_back():
 
 
 def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
-    from layered_gan.evaluation.evaluate import main as evaluate_main
-    from layered_gan.segmenter.segment import main as segment_main
+    from layered_gan.evaluation.cli import evaluate as evaluate_main
+    from layered_gan.segmenter.cli import segment as segment_main
 
     torch.manual_seed(0)
     save_segmenter(build_segmenter(16, width=4, depth=2), str(tmp_path / "seg" / "segmenter.pt"), note="random")
@@ -289,7 +289,7 @@ def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
         assert Image.open(out / "masks" / f"{name}.png").mode == "L"
         assert Image.open(out / "overlays" / f"{name}.png").size == size
     result = CliRunner().invoke(evaluate_main, ["--pred", str(out / "masks"), "--gt", str(out / "masks"),
-                                                "--out", str(tmp_path / "r")])
+                                                "--gt-encoding", "255", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert json.load(open(tmp_path / "r" / "metrics.json"))["summary"]["per_image"]["fg_iou"] == 1.0
     save_checkpoint({"weights": torch.zeros(1)}, str(tmp_path / "bad.pt"))
@@ -301,7 +301,7 @@ def test_segment_command_on_odd_sizes_then_evaluate(tmp_path):
 def test_distill_command_end_to_end(tmp_path, monkeypatch):
     from layered_gan.config import load_config
     from layered_gan.data.synthetic import build_synthetic
-    from layered_gan.distill import main as distill_main
+    from layered_gan.cli import distill as distill_main
     from layered_gan.runs import build_models
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
@@ -346,7 +346,7 @@ def test_distill_from_latent_directions_and_from_pairs_without_a_generator(tmp_p
     from layered_gan.directions.candidates import save_directions
     from layered_gan.directions.latent import LatentSpace
     from layered_gan.directions.masks import direction_source
-    from layered_gan.distill import main as distill_main
+    from layered_gan.cli import distill as distill_main
     from layered_gan.training.objectives import make_objective
 
     monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))

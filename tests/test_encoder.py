@@ -11,7 +11,9 @@ from layered_gan import encoding
 from layered_gan.checkpoint import save_checkpoint
 from layered_gan.config import load_config
 from layered_gan.data.synthetic import build_synthetic
-from layered_gan.encoding import (ReconstructionLoss, View, encode, load_layered_run, main, run, train_encoder)
+from layered_gan.cli import encode as main
+from layered_gan.encoding import (Options, ReconstructionLoss, Training, View, encode, load_layered_run, run,
+                                   train_encoder)
 from layered_gan.evaluation.sources import FileSource
 from layered_gan.networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from layered_gan.networks.layered import LayeredGenerator
@@ -19,7 +21,7 @@ from layered_gan.projection import zero_noise
 from layered_gan.runs import build_models
 
 TINY = ('model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, "channel_max": 8, '
-        '"variant": "two", "mbstd_group": 4}')
+        '"mbstd_group": 4}')
 FAST = ["--steps", "3", "--batch", "4", "--width", "4", "--device", "cpu"]
 
 
@@ -149,7 +151,7 @@ class Interrupted(Exception):
 def test_resume_skips_finished_chunks_and_ranks_split_them(run_dir, tmp_path, monkeypatch):
     source = FileSource(image_folder(tmp_path / "img", {f"im{i}": (20, 16) for i in range(5)}))
     synthesis, D, _ = load_layered_run(run_dir)
-    kw = dict(chunk=2, steps=3, batch=4, width=4, progress=False, echo=lambda *a: None)
+    kw = dict(options=Options(Training(chunk=2, steps=3, batch=4, width=4)), progress=False, echo=lambda *a: None)
     straight = run(synthesis, D, source, str(tmp_path / "straight"), **kw)
     assert straight["chunks"] == 3 and straight["images"] == 5
 
@@ -180,7 +182,8 @@ def test_resume_skips_finished_chunks_and_ranks_split_them(run_dir, tmp_path, mo
     assert run(synthesis, D, source, str(split), rank=1, world=2, **kw)["images"] == 5
     assert done == [0, 2, 1] and (split / "contact_sheet.png").exists()
     with pytest.raises(Exception, match="other settings"):
-        run(synthesis, D, source, str(split), **dict(kw, steps=4))
+        run(synthesis, D, source, str(split), **dict(kw, options=Options(Training(chunk=2, steps=4, batch=4,
+                                                                                   width=4))))
 
 
 def test_amortized_encoder_is_saved_and_applied_without_training(run_dir, tmp_path, monkeypatch):

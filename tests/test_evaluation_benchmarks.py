@@ -6,7 +6,8 @@ import scipy.io
 from click.testing import CliRunner
 from PIL import Image
 
-from layered_gan.evaluation.benchmarks import BenchmarkSource, benchmark_items, load_item, main
+from layered_gan.evaluation.benchmarks import BenchmarkSource, benchmark_items, load_item
+from layered_gan.evaluation.cli import benchmarks as main
 from layered_gan.evaluation.sources import FileSource
 
 W, H = 40, 30  # landscape: the centre crop keeps columns 5..34

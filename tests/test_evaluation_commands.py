@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from layered_gan.evaluation import baselines
+from layered_gan.evaluation import cli
 from layered_gan.evaluation.baselines import centre_disc, full_mask, grabcut_mask
-from layered_gan.evaluation.evaluate import main as evaluate_main
+from layered_gan.evaluation.cli import evaluate as evaluate_main
 
 
 def write_mask(path, mask):
@@ -135,15 +135,72 @@ def test_baselines_command_on_the_synthetic_held_out_split(tmp_path, monkeypatch
     from layered_gan.data.synthetic import build_synthetic
 
     root = build_synthetic(str(tmp_path / "syn"), resolution=32, count=2, test_count=6, workers=1, progress=False)
-    monkeypatch.setattr(baselines, "build_synthetic", lambda: root)
+    monkeypatch.setattr(cli, "build_synthetic", lambda: root)
     methods = ["full", "centre"] + (["grabcut"] if importlib.util.find_spec("cv2") else [])
     args = ["--synthetic", "--out", str(tmp_path / "b")] + sum((["--method", m] for m in methods), [])
-    result = CliRunner().invoke(baselines.main, args)
+    result = CliRunner().invoke(cli.baselines, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "b" / "baselines.json").read_text())["summaries"]
     assert list(summary) == methods and all(s["images"] == 6 for s in summary.values())
     assert summary["full"]["per_image"]["recall"] == 1.0
     assert (tmp_path / "b" / "centre" / "cases.png").exists()
-    bad = CliRunner().invoke(baselines.main, ["--synthetic", "--images", "x", "--gt", "y", "--out", "o"])
+    bad = CliRunner().invoke(cli.baselines, ["--synthetic", "--images", "x", "--gt", "y", "--out", "o"])
     assert bad.exit_code != 0 and "either --synthetic or both --images and --gt" in bad.output
 
+
+
+@pytest.mark.parametrize("encoding, write", [
+    ("0/255", lambda m: Image.fromarray(m.astype(np.uint8) * 255)),
+    ("0/1", lambda m: Image.fromarray(m.astype(np.uint8))),
+    ("palette (VOC)", lambda m: _palette(np.where(m, 15, 0))),
+])
+def test_ground_truth_is_read_by_its_encoding(tmp_path, encoding, write):
+    """Perfect predictions score 1 and empty ones 0, whatever the ground truth's encoding (issue 17)."""
+    gt = np.zeros((8, 8), bool)
+    gt[2:6, 1:5] = True
+    write(gt).save(tmp_path / "gt.png")
+    os.makedirs(tmp_path / "g")
+    os.replace(tmp_path / "gt.png", tmp_path / "g" / "a.png")
+    for name, pred in (("perfect", gt), ("empty", np.zeros_like(gt))):
+        os.makedirs(tmp_path / name)
+        Image.fromarray(pred.astype(np.uint8) * 255).save(tmp_path / name / "a.png")
+        result = run_evaluate("--pred", tmp_path / name, "--gt", tmp_path / "g", "--out", tmp_path / f"r_{name}")
+        assert result.exit_code == 0, result.output
+        iou = json.load(open(tmp_path / f"r_{name}" / "metrics.json"))["summary"]["per_image"]["fg_iou"]
+        assert iou == (1.0 if name == "perfect" else 0.0), (encoding, name, iou)
+
+
+def _palette(labels):
+    img = Image.fromarray(labels.astype(np.uint8), "P")
+    img.putpalette([0, 0, 0, 128, 0, 0] + [64] * (254 * 3))
+    return img
+
+
+def test_label_images_need_their_foreground_values_and_odd_masks_are_refused(tmp_path):
+    labels = np.zeros((8, 8), np.uint8)
+    labels[1:4, 1:4], labels[5:7, 5:7] = 100, 7
+    os.makedirs(tmp_path / "g")
+    Image.fromarray(labels).save(tmp_path / "g" / "a.png")
+    os.makedirs(tmp_path / "p")
+    Image.fromarray((labels == 100).astype(np.uint8) * 255).save(tmp_path / "p" / "a.png")
+    result = run_evaluate("--pred", tmp_path / "p", "--gt", tmp_path / "g", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "a in" in result.stderr and "{0, 7, 100}" in result.stderr, result.output
+    assert [line for line in result.stderr.splitlines() if "error" in line][0].startswith("evaluate: error: mask a")
+    result = run_evaluate("--pred", tmp_path / "p", "--gt", tmp_path / "g", "--fg-values", "100", "--out",
+                          tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert json.load(open(tmp_path / "r" / "metrics.json"))["summary"]["per_image"]["fg_iou"] == 1.0
+
+
+def test_an_unreadable_prediction_is_skipped_and_listed(tmp_path):
+    os.makedirs(tmp_path / "g")
+    os.makedirs(tmp_path / "p")
+    for name in "abc":
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "g" / f"{name}.png")
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "p" / f"{name}.png")
+    (tmp_path / "p" / "b.png").write_bytes(b"not a png")
+    with pytest.warns(RuntimeWarning):
+        result = run_evaluate("--pred", tmp_path / "p", "--gt", tmp_path / "g", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    metrics = json.load(open(tmp_path / "r" / "metrics.json"))
+    assert metrics["unreadable_predictions"] == ["b"] and sorted(metrics["per_image"]) == ["a", "c"]

@@ -86,7 +86,8 @@ def test_load_inception_by_path_or_env_with_a_small_network(tmp_path, monkeypatc
     features = load_inception()
     images = torch.rand(32, 3, 8, 8) * 2 - 1
     feats = collect_features(features, iter(images.split(10)), 32, progress=False)
-    assert feats.shape == (32, 7) and feats[:, -1].max() == pytest.approx(255 * (images.amax() + 1) / 2, rel=1e-5)
+    assert feats.shape == (32, 7)
+    assert float(feats[:, -1].max()) == pytest.approx(255 * (float(images.amax()) + 1) / 2, rel=1e-5)
     again = collect_features(load_inception(path), iter(images.split(7)), 32, progress=False)
     figures = fid_kid(feats, again, kid_subsets=3, kid_subset_size=16)
     assert figures["fid"] == pytest.approx(0, abs=1e-6)
@@ -114,7 +115,7 @@ def test_fid_command_with_a_small_network(tmp_path, monkeypatch):
 
     from layered_gan.checkpoint import save_checkpoint
     from layered_gan.config import load_config
-    from layered_gan.evaluation.fid import main
+    from layered_gan.evaluation.cli import fid as main
     from layered_gan.runs import build_models
 
     cfg = load_config("demo", ['model={"init": null, "resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, "channel_base": 64, '
@@ -163,7 +164,7 @@ def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, 
 
     from layered_gan.checkpoint import save_checkpoint
     from layered_gan.config import load_config
-    from layered_gan.evaluation import fid
+    from layered_gan.evaluation import cli
     from layered_gan.networks import Generator
     from layered_gan.networks.port import save_port
     from layered_gan.segmenter.model import build_segmenter
@@ -180,13 +181,13 @@ def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, 
         trained.append(synthetic)
         return build_segmenter(32, width=4, depth=2), 0.95
 
-    monkeypatch.setattr(fid, "train_reference", fake_reference)
+    monkeypatch.setattr(cli, "train_reference", fake_reference)
     cfg = load_config("stylegan2_demo", ['model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, '
                                          '"channel_base": 64, "channel_max": 8}'])
     G, _ = build_models(cfg)
     save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
     args = ["--real", str(tmp_path / "real"), "--num", "12", "--batch", "5", "--device", "cpu"]
-    result = CliRunner().invoke(fid.main, ["--ckpt", str(tmp_path / "run"), "--features", "reference",
+    result = CliRunner().invoke(cli.fid, ["--ckpt", str(tmp_path / "run"), "--features", "reference",
                                            "--out", str(tmp_path / "fid.json")] + args)
     assert result.exit_code == 0, result.output
     figures = json.load(open(tmp_path / "fid.json"))
@@ -194,12 +195,12 @@ def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, 
 
     port = str(tmp_path / "port.pt")
     save_port(port, Generator(16, z_dim=8, w_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8}))
-    result = CliRunner().invoke(fid.main, ["--ckpt", port, "--features", "reference"] + args)
+    result = CliRunner().invoke(cli.fid, ["--ckpt", port, "--features", "reference"] + args)
     assert result.exit_code != 0 and "not a run on the synthetic dataset" in result.output
     torch.jit.script(TinyFeatures()).save(str(tmp_path / "tiny.pt"))
-    result = CliRunner().invoke(fid.main, ["--ckpt", port, "--inception", str(tmp_path / "tiny.pt"),
+    result = CliRunner().invoke(cli.fid, ["--ckpt", port, "--inception", str(tmp_path / "tiny.pt"),
                                            "--out", str(tmp_path / "port.json")] + args)
     assert result.exit_code == 0, result.output
     assert json.load(open(tmp_path / "port.json"))["fid"] > 0
-    result = CliRunner().invoke(fid.main, ["--ckpt", port, "--inception", str(tmp_path / "tiny.pt"), "--num", "4"])
+    result = CliRunner().invoke(cli.fid, ["--ckpt", port, "--inception", str(tmp_path / "tiny.pt"), "--num", "4"])
     assert result.exit_code != 0 and "--real" in result.output

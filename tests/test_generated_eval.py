@@ -4,7 +4,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from layered_gan.evaluation.generated import main as generated_main
+from layered_gan.evaluation.cli import score_generated as generated_main
 from layered_gan.evaluation.generated import score_generated, train_reference
 from layered_gan.networks.layered import Layers
 from layered_gan.networks.unet import UNet

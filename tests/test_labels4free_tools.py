@@ -7,14 +7,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from layered_gan import generate
 from layered_gan.runs import load_run
 from layered_gan.sampling import generate_layers
 from layered_gan.checkpoint import save_checkpoint
+from layered_gan.cli import generate as generate_command
+from layered_gan.cli import labels4free as l4f
 from layered_gan.config import load_config
 from layered_gan.data.dataset import ImageDataset
 from layered_gan.evaluation.sources import FileSource
-from layered_gan.labels4free import main as l4f
 from layered_gan.labels4free_analysis import (bar_chart, layer_gradient_norms, rank_layers, ssim, suggest_start,
                                               trgb_noise_sensitivity)
 from layered_gan.networks import Discriminator, Generator
@@ -102,7 +102,7 @@ def test_sample_writes_aligned_tuples_and_the_same_pairs_as_lmdb(run, tmp_path):
 
 
 def test_generate_works_on_a_labels4free_run(run, tmp_path):
-    invoke(generate.main, ["--ckpt", run / "run", "--seeds", "0-2", "--out", tmp_path, "--truncation", 0.7])
+    invoke(generate_command, ["--ckpt", run / "run", "--seeds", "0-2", "--out", tmp_path, "--truncation", 0.7])
     assert Image.open(tmp_path / "layers.png").size == (3 * 16, 4 * 16)  # background, foreground, mask, composite
     G = load_run(str(run / "run")).G
     layers = generate_layers(G, [0, 1], truncation=0.7)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from layered_gan.convert import convert
 from layered_gan.errors import BadValue, PathExists, UserError
-from layered_gan.networks.cli import convert as convert_command
+from layered_gan.cli import convert as convert_command
 from layered_gan.networks.layers import ConvLayer, ModulatedConv
 from layered_gan.networks.nvidia_pickles import PersistentModule, load_restricted, read_nvidia_pickle
 from layered_gan.networks.port import load_port, port_models, read_port_checkpoint

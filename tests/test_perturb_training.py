@@ -140,14 +140,13 @@ def test_generate_command_from_a_checkpoint(tmp_path, cache):
 
     train(tiny_cfg(tmp_path, total_kimg=0.016), str(tmp_path / "run"))
     assert parse_seeds("0-2,5") == [0, 1, 2, 5]
-    run = load_run(str(tmp_path / "run"))
-    G, cfg = run.G, run.config
+    G = load_run(str(tmp_path / "run")).G
     a = generate_layers(G, [3, 4], truncation=0.5)
     b = generate_layers(G, [4], truncation=0.5)
     torch.testing.assert_close(a.mask[1:], b.mask)  # a seed alone fixes its sample
     assert a.background.shape == (2, 3, 16, 16)
     out = tmp_path / "samples"
-    proc = subprocess.run([sys.executable, "-m", "layered_gan.generate", "--ckpt", str(tmp_path / "run"),
+    proc = subprocess.run([sys.executable, "-m", "layered_gan", "generate", "--ckpt", str(tmp_path / "run"),
                            "--seeds", "0-2", "--out", str(out), "--singles"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(out))[:2] == ["seed0000_background.png", "seed0000_composite.png"] and len(os.listdir(out)) == 12

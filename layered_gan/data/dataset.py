@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import BadValue
 from .readers import DecodeError, PreparedLmdbReader, decode_image, open_reader
 from .synthetic import build_synthetic, split_paths
 
@@ -65,7 +66,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __init__(self, sources, resolution, crop="random", org_to_crop=1.125, hflip=False, max_images=None,
                  masks=None):
         if crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+            raise BadValue(f"crop must be one of {CROPS}, got {crop!r}")
         sources = [sources] if isinstance(sources, str) or not isinstance(sources, (list, tuple)) else sources
         self.readers = [open_reader(s, max_images) if isinstance(s, str) else s for s in sources]
         if masks is not None:
@@ -130,7 +131,7 @@ class ImageDataset(torch.utils.data.Dataset):
                     warnings.warn(f"{exc}; skipping undecodable entries (this worker counts them in .skipped)",
                                   RuntimeWarning)
         else:
-            raise ValueError("no entry of the dataset could be decoded")
+            raise BadValue("no entry of the dataset could be decoded")
         rw, rh, left, top = crop_box(img.width, img.height, self.resolution, self.crop, self.org_to_crop, generator)
         box = (left, top, left + self.resolution, top + self.resolution)
         flip = self.hflip and bool(torch.rand([], generator=generator) < 0.5)

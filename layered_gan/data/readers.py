@@ -15,6 +15,7 @@ import lmdb
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import BadValue, MissingPath
 from ..paths import cache_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -114,7 +115,7 @@ class LSUNLmdbReader:
         self.listed_keys = False  # whether this open had to walk the database
         self.keys = self._load_keys(max_images)
         if not self.keys:
-            raise ValueError(f"LMDB {path} holds no entries; expected one encoded image per key")
+            raise BadValue(f"LMDB {path} holds no entries; expected one encoded image per key")
 
     def _cache_paths(self):
         stat = os.stat(os.path.join(self.path, "data.mdb"))
@@ -183,13 +184,13 @@ class PreparedLmdbReader:
         self.db = _Lmdb(path)
         length = self.db.get(b"length")
         if length is None:
-            raise ValueError(f"LMDB {path} has no `length` entry; it is not a prepared multi-resolution LMDB")
+            raise BadValue(f"LMDB {path} has no `length` entry; it is not a prepared multi-resolution LMDB")
         self.length = int(length.decode())
         if max_images is not None:
             self.length = min(self.length, max_images)
         self.sizes = self._find_sizes()
         if not self.sizes or self.length == 0:
-            raise ValueError(f"prepared LMDB {path} holds no images")
+            raise BadValue(f"prepared LMDB {path} holds no images")
 
     def _find_sizes(self):
         """Distinct key prefixes, one seek each ('.' sorts right after '-')."""
@@ -212,8 +213,8 @@ class PreparedLmdbReader:
 
     def check_size(self, size):
         if size not in self.sizes:
-            raise ValueError(f"prepared LMDB {self.path} has no images at {size}x{size}; "
-                             f"it holds sizes {', '.join(map(str, self.sizes))}")
+            raise BadValue(f"prepared LMDB {self.path} has no images at {size}x{size}; "
+                           f"it holds sizes {', '.join(map(str, self.sizes))}")
         return size
 
     def read_bytes(self, key, size):
@@ -239,7 +240,7 @@ class ImageFolderReader:
             files += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
         files = sorted(os.path.relpath(f, path) for f in files)
         if not files:
-            raise ValueError(f"folder {path} holds no images (expected {', '.join(IMAGE_EXTENSIONS)} files)")
+            raise BadValue(f"folder {path} holds no images (expected {', '.join(IMAGE_EXTENSIONS)} files)")
         self.files = files[:max_images]
 
     def __len__(self):
@@ -259,10 +260,10 @@ class ImageFolderReader:
 def open_reader(path, max_images=None):
     """The reader for what `path` holds: an LMDB folder (raw or prepared) or a folder of images."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"dataset path {path} does not exist; expected an LMDB folder (with data.mdb) "
-                                "or a folder of images")
+        raise MissingPath(f"dataset path {path} does not exist; expected an LMDB folder (with data.mdb) "
+                          "or a folder of images")
     if not os.path.isdir(path):
-        raise ValueError(f"dataset path {path} is a file; expected an LMDB folder (with data.mdb) or a folder of images")
+        raise BadValue(f"dataset path {path} is a file; expected an LMDB folder (with data.mdb) or a folder of images")
     if is_lmdb(path):
         probe = _Lmdb(path)
         reader = (PreparedLmdbReader if probe.get(b"length") is not None else LSUNLmdbReader)(path, max_images)
@@ -283,8 +284,8 @@ def probe_decoding(reader):
         except DecodeError as exc:
             failed.append(str(exc))
     if len(failed) * 2 > len(indices):
-        raise ValueError(f"{reader.path}: {len(failed)} of {len(indices)} sampled entries could not be decoded "
-                         f"(first: {failed[0]}); is this an image dataset?")
+        raise BadValue(f"{reader.path}: {len(failed)} of {len(indices)} sampled entries could not be decoded "
+                       f"(first: {failed[0]}); is this an image dataset?")
     if failed:
         warnings.warn(f"{reader.path}: {len(failed)} of {len(indices)} sampled entries could not be decoded; "
                       "such entries are skipped (the next good one is used instead)", RuntimeWarning)

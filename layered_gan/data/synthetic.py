@@ -23,12 +23,12 @@ import multiprocessing
 import os
 import shutil
 
-import click
 import lmdb
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import BadValue
 from ..paths import cache_dir
 
 VERSION = 1
@@ -208,7 +208,7 @@ def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed
     is never mistaken for a finished one. Returns the root.
     """
     if not 32 <= resolution <= 128:
-        raise ValueError(f"synthetic resolution must be between 32 and 128, got {resolution}")
+        raise BadValue(f"synthetic resolution must be between 32 and 128, got {resolution}")
     root = root or default_root(resolution, count, test_count, seed)
     manifest = dict(version=VERSION, resolution=resolution, seed=seed, counts={"train": count, "test": test_count})
     existing = os.path.join(root, "manifest.json")
@@ -216,7 +216,7 @@ def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed
         with open(existing) as fh:
             found = json.load(fh)
         if found != manifest:
-            raise ValueError(f"{root} holds a different synthetic dataset ({found}); choose another folder")
+            raise BadValue(f"{root} holds a different synthetic dataset ({found}); choose another folder")
         return root
     partial = root.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -249,21 +249,5 @@ def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed
 def split_paths(root, split):
     """(images LMDB, masks LMDB) of a split."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise BadValue(f"split must be one of {SPLITS}, got {split!r}")
     return os.path.join(root, split, "images"), os.path.join(root, split, "masks")
-
-
-@click.command()
-@click.option("--out", default=None, help="Folder (default: a cache folder named by the parameters).")
-@click.option("--resolution", default=64, show_default=True)
-@click.option("--count", default=20000, show_default=True, help="Training scenes.")
-@click.option("--test-count", default=2000, show_default=True, help="Held-out scenes.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=None, type=int, help="Processes (default: all cores).")
-def main(out, resolution, count, test_count, seed, workers):
-    """Build the synthetic object-on-background dataset with ground-truth masks."""
-    print(build_synthetic(out, resolution, count, test_count, seed, workers))
-
-
-if __name__ == "__main__":
-    main()

@@ -11,6 +11,6 @@ the background (or the reverse):
   Your Deep Generative Models" (seed 002): a direction optimized for a bright
   centre and unchanged edges (`melas.py`); mask [G(z + eps v_l) > G(z + eps v_d)].
 
-    python -m layered_gan.directions find --ckpt runs/stylegan2_demo --method voynov --out dirs/voynov
-    python -m layered_gan.directions masks --direction dirs/voynov/directions.pt --num 10000 --out pairs/voynov
+    layered-gan directions find --ckpt runs/stylegan2_demo --method voynov --out dirs/voynov
+    layered-gan directions masks --direction dirs/voynov/directions.pt --num 10000 --out pairs/voynov
 """

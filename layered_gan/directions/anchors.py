@@ -6,12 +6,12 @@ projected into W (`projection.project`, plus=False: L1 from w_avg); `LatentSpace
 then samples anchor + alpha (w - w_avg).
 """
 
-import click
 import torch
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.dataset import ImageDataset
+from ..errors import BadValue
 from ..projection import project
 
 FORMAT = "layered_gan.anchors/1"
@@ -38,13 +38,5 @@ def load_anchors(path):
     """The [K, w_dim] codes of an anchors file written by `directions anchors` (checked)."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an anchors file of `python -m layered_gan.directions anchors`")
+        raise BadValue(f"{path} is not an anchors file of `layered-gan directions anchors`")
     return state["ws"]
-
-
-def anchor_options(fn):
-    """--anchors and --anchor-noise: sample the direction masks around inverted real images."""
-    fn = click.option("--anchor-noise", default=0.2, show_default=True,
-                      help="With --anchors: code = anchor + this x (w - w_avg) (Voynov et al.'s 0.2).")(fn)
-    return click.option("--anchors", default=None,
-                        help="anchors.pt of `directions anchors`: sample around these inverted real images.")(fn)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..errors import BadValue, MissingPath
 from ..networks.layers import ModulatedConv
 
 FORMAT = "layered_gan.directions/1"
@@ -61,20 +62,20 @@ def read_directions_array(path, dim):
         array = load_checkpoint(path)
         array = array.get("directions", array.get("shifts")) if isinstance(array, dict) else array
         if not isinstance(array, torch.Tensor):
-            raise ValueError(f"{path} holds no [K, {dim}] tensor (nor a dict with 'directions' or 'shifts')")
+            raise BadValue(f"{path} holds no [K, {dim}] tensor (nor a dict with 'directions' or 'shifts')")
     array = array.float().reshape(-1, array.shape[-1]) if array.ndim == 1 else array.float()
     if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"{path}: directions must be [K, {dim}] for this latent space, got {list(array.shape)}")
+        raise BadValue(f"{path}: directions must be [K, {dim}] for this latent space, got {list(array.shape)}")
     norms = array.norm(dim=1, keepdim=True)
     if (norms == 0).any():
-        raise ValueError(f"{path}: direction {int((norms[:, 0] == 0).nonzero()[0])} is all zeros")
+        raise BadValue(f"{path}: direction {int((norms[:, 0] == 0).nonzero()[0])} is all zeros")
     return array / norms
 
 
 def candidate_directions(source, space, k, seed=0, pca_samples=10000):
     """(unit directions [K, dim], names) from 'sefa', 'pca', 'random' or a file path."""
     if source in ("sefa", "pca") and space.space != "w":
-        raise ValueError(f"{source} directions live in W; use --space w (or give a file of z directions)")
+        raise BadValue(f"{source} directions live in W; use --space w (or give a file of z directions)")
     if source == "sefa":
         directions = sefa(space.G, k)
     elif source == "pca":
@@ -82,7 +83,7 @@ def candidate_directions(source, space, k, seed=0, pca_samples=10000):
     elif source == "random":
         directions = random_directions(space.dim, k, seed)
     elif not os.path.isfile(source):
-        raise FileNotFoundError(f"candidates {source!r}: neither one of {', '.join(SOURCES)} nor an existing file")
+        raise MissingPath(f"--candidates {source!r}: neither one of {', '.join(SOURCES)} nor an existing file")
     else:
         directions = read_directions_array(source, space.dim)
         source = os.path.basename(source)
@@ -107,6 +108,6 @@ def load_directions(path):
     """A directions file written by `find` (checked)."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a directions file of `python -m layered_gan.directions find` "
-                         f"(no format {FORMAT!r}); a plain array of directions goes to find --candidates")
+        raise BadValue(f"{path} is not a directions file of `layered-gan directions find` "
+                       f"(no format {FORMAT!r}); a plain array of directions goes to find --candidates")
     return state

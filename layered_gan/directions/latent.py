@@ -3,6 +3,7 @@
 import torch
 
 from ..sampling import layered_noise
+from ..errors import BadValue
 
 SPACES = ("z", "w")
 BRIGHTNESS = ("gray", "rgb")
@@ -23,12 +24,12 @@ class LatentSpace:
 
     def __init__(self, G, space="w", truncation=1.0, device="cpu", anchors=None, anchor_noise=0.2):
         if space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+            raise BadValue(f"space must be one of {SPACES}, got {space!r}")
         self.G, self.space, self.truncation, self.device = G.to(device), space, truncation, device
         self.dim = G.z_dim if space == "z" else G.synthesis.w_dim
         if anchors is not None and (space != "w" or anchors.ndim != 2 or anchors.shape[1] != self.dim):
-            raise ValueError(f"anchors must be [K, {G.synthesis.w_dim}] codes in W (space 'w'), got "
-                             f"{list(anchors.shape)} for space {space!r}")
+            raise BadValue(f"anchors must be [K, {G.synthesis.w_dim}] codes in W (space 'w'), got "
+                           f"{list(anchors.shape)} for space {space!r}")
         self.anchors = None if anchors is None else anchors.to(device)
         self.anchor_noise = anchor_noise
 
@@ -63,4 +64,4 @@ def brightness(images, mode="gray"):
         return torch.einsum("nchw,c->nhw", images, images.new_tensor(LUMA))
     if mode == "rgb":
         return images.norm(dim=1)
-    raise ValueError(f"brightness must be one of {BRIGHTNESS}, got {mode!r}")
+    raise BadValue(f"brightness must be one of {BRIGHTNESS}, got {mode!r}")

@@ -13,6 +13,7 @@ import torch
 
 from ..runs import load_stylegan2
 from ..segmenter.pairs import Pairs, PairSource
+from ..errors import BadValue
 from .anchors import load_anchors
 from .candidates import load_directions
 from .latent import LatentSpace, brightness, to_unit
@@ -23,7 +24,7 @@ class DirectionPairs(PairSource):
 
     def __init__(self, space, lighter=None, darker=None, mode="gray"):
         if lighter is None and darker is None:
-            raise ValueError("a direction mask needs a lighter or a darker shift (or both)")
+            raise BadValue("a direction mask needs a lighter or a darker shift (or both)")
         self.space, self.mode = space, mode
         self.lighter, self.darker = (None if s is None else s.to(space.device) for s in (lighter, darker))
 
@@ -47,10 +48,10 @@ def shift_row(state, which, value=None):
         try:
             index = int(value)
         except ValueError:
-            raise ValueError(f"--{which} takes a row of the directions file or 'none', got {value!r}") from None
+            raise BadValue(f"--{which} takes a row of the directions file or 'none', got {value!r}") from None
     if index is not None and not 0 <= index < len(state["shifts"]):
-        raise ValueError(f"--{which} {index}: the directions file has rows 0-{len(state['shifts']) - 1} "
-                         f"({', '.join(state['names'])})")
+        raise BadValue(f"--{which} {index}: the directions file has rows 0-{len(state['shifts']) - 1} "
+                       f"({', '.join(state['names'])})")
     return None if index is None else state["shifts"][index]
 
 
@@ -61,8 +62,8 @@ def direction_space(state, ckpt=None, device="cpu", anchors=None, anchor_noise=0
     space = LatentSpace(load_stylegan2(ckpt or state["ckpt"]), state["space"], state["truncation"], device, codes,
                         anchor_noise)
     if state["shifts"].shape[1] != space.dim:
-        raise ValueError(f"the directions hold {state['shifts'].shape[1]}-d shifts; this generator's {state['space']} "
-                         f"space has {space.dim} dimensions")
+        raise BadValue(f"the directions hold {state['shifts'].shape[1]}-d shifts; this generator's {state['space']} "
+                       f"space has {space.dim} dimensions")
     return space
 
 

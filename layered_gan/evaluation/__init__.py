@@ -1,2 +1,2 @@
-"""Evaluation: segmentation metrics, the evaluate command, baselines, benchmark readers, FID/KID, and the
-reference-segmenter protocol for generated masks."""
+"""Evaluation: segmentation metrics, scoring masks against ground truth, baselines, benchmark readers, FID/KID,
+and the reference-segmenter protocol for generated masks; their commands are in cli.py."""

@@ -1,4 +1,4 @@
-"""Label-free baseline masks and the command that scores them.
+"""Label-free baseline masks (scored by `layered-gan baselines`, evaluation/cli.py).
 
 Full-image mask (PerturbGAN's "reference" and Table 2 "full mask"), a centre
 prior (a centred ellipse of the image's aspect covering a fixed share),
@@ -6,20 +6,15 @@ prior (a centred ellipse of the image's aspect covering a fixed share),
 extra `pip install -e ".[grabcut]"`) started from a rectangle a few pixels
 inside the border, as PerturbGAN's Table 2 baseline.
 
-    python -m layered_gan.evaluation.baselines --synthetic --out bench/baselines     # synthetic held-out split
-    python -m layered_gan.evaluation.baselines --images IMAGES --gt MASKS --out DIR --method grabcut
+    layered-gan baselines --synthetic --out bench/baselines     # synthetic held-out split
+    layered-gan baselines --images IMAGES --gt MASKS --out DIR --method grabcut
 """
 
-import os
 
-import click
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from ..data.synthetic import build_synthetic, split_paths
-from ..files import write_json
-from .evaluate import MatchError, comparison_table, evaluate, listing, open_source, report
-from .sources import MaskFunction
+from ..errors import BadValue
 
 METHODS = ("full", "centre", "kmeans", "grabcut")
 
@@ -84,47 +79,4 @@ def baseline(method, coverage=0.25, margin=4):
     if method == "grabcut":
         _cv2()  # fail before any work when OpenCV is missing
         return lambda img: grabcut_mask(img, margin)
-    raise ValueError(f"unknown baseline {method!r}; choose from {METHODS}")
-
-
-@click.command()
-@click.option("--synthetic", is_flag=True,
-              help="Use the built-in synthetic dataset's held-out split (the demo config's: 64 px, seed 0).")
-@click.option("--images", default=None, help="Images (folder or LMDB), when not --synthetic.")
-@click.option("--gt", default=None, help="Ground-truth masks with the images' names, when not --synthetic.")
-@click.option("--out", required=True, help="Folder: METHOD/metrics.json, METHOD/cases.png, baselines.json.")
-@click.option("--method", "methods", multiple=True, type=click.Choice(METHODS),
-              default=("full", "centre", "grabcut"), show_default=True)
-@click.option("--coverage", default=0.25, show_default=True, help="Centre prior: share of the image covered.")
-@click.option("--margin", default=4, show_default=True, help="GrabCut: rectangle inset from the border (pixels).")
-def main(synthetic, images, gt, out, methods, coverage, margin):
-    """Score label-free baselines (full mask, centre prior, k-means, GrabCut) against ground truth."""
-    if synthetic == bool(images and gt) or (images is None) != (gt is None):
-        raise click.UsageError("give either --synthetic or both --images and --gt")
-    if synthetic:
-        images, gt = split_paths(build_synthetic(), "test")
-    image_src, gt_src = open_source(images, "--images"), open_source(gt, "--gt")
-    missing = sorted(set(gt_src.names) - set(image_src.names))
-    if missing:
-        raise click.ClickException(f"{len(missing)} ground-truth masks have no image: {listing(missing)}")
-    summaries = {}
-    for method in methods:
-        try:
-            pred = MaskFunction(image_src, baseline(method, coverage, margin))
-        except ImportError as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"\n== {method}")
-        try:
-            result = evaluate(pred, gt_src)
-        except MatchError as exc:
-            raise click.ClickException(str(exc)) from None
-        result.update(method=method, images=images, gt=gt)
-        report(result, os.path.join(out, method), pred, gt_src, image_src, echo=click.echo)
-        summaries[method] = result["summary"]
-    write_json(os.path.join(out, "baselines.json"), {"images": images, "gt": gt, "coverage": coverage,
-                                                     "margin": margin, "summaries": summaries})
-    comparison_table(summaries, click.echo)
-
-
-if __name__ == "__main__":
-    main()
+    raise BadValue(f"unknown baseline {method!r}; choose from {METHODS}")

@@ -16,14 +16,13 @@ above one half). Layouts, relative to ROOT:
 - ecssd: images/*.jpg, ground_truth_mask/*.png.
 - dut-omron: DUT-OMRON-image/*.jpg, pixelwiseGT-new-PNG/*.png.
 
-    python -m layered_gan.evaluation.benchmarks --dataset cub --root ~/data/CUB_200_2011 --split test --out data/cub
+    layered-gan benchmarks --dataset cub --root ~/data/CUB_200_2011 --split test --out data/cub
     # -> data/cub/images/NAME.png, data/cub/masks/NAME.png, for segment and evaluate
 """
 
 import os
 from typing import NamedTuple
 
-import click
 import numpy as np
 from PIL import Image
 from scipy.io import loadmat
@@ -31,6 +30,7 @@ from tqdm import tqdm
 
 from ..data.readers import IMAGE_EXTENSIONS, decode_image
 from ..files import save_png
+from ..errors import BadValue, MissingPath
 
 SIZE = 128
 FOLDER_PAIRS = {"duts-te": ("DUTS-TE-Image", "DUTS-TE-Mask"), "ecssd": ("images", "ground_truth_mask"),
@@ -47,7 +47,7 @@ class Item(NamedTuple):
 
 def _need(path, what):
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist; expected {what}")
+        raise MissingPath(f"{path} does not exist; expected {what}")
     return path
 
 
@@ -62,13 +62,13 @@ def cub_items(root, split="test", split_file=None):
                                  os.path.join(os.path.dirname(os.path.abspath(root)), "segmentations"))
                      if os.path.isdir(p)), None)
     if seg_root is None:
-        raise FileNotFoundError(f"no segmentations/ folder in {root} or beside it; unpack CUB's segmentations "
-                                "archive there")
+        raise MissingPath(f"no segmentations/ folder in {root} or beside it; unpack CUB's segmentations "
+                          "archive there")
     split_file = split_file or os.path.join(root, "train_val_test_split.txt")
     official = os.path.basename(split_file) == "train_test_split.txt"
     codes = {"train": 1, "test": 0} if official else {"train": 0, "val": 1, "test": 2}
     if split not in codes:
-        raise ValueError(f"split {split!r} is not in {split_file}'s convention; choose from {sorted(codes)}")
+        raise BadValue(f"split {split!r} is not in {split_file}'s convention; choose from {sorted(codes)}")
     chosen = []
     with open(_need(split_file, "a CUB split file (train_val_test_split.txt of Chen et al., or --split-file)")) as fh:
         for n, line in enumerate(fh, 1):
@@ -76,7 +76,7 @@ def cub_items(root, split="test", split_file=None):
                 continue
             i, code = (int(v) for v in line.split())
             if i not in ids:
-                raise ValueError(f"{split_file} line {n}: image id {i} is not in images.txt")
+                raise BadValue(f"{split_file} line {n}: image id {i} is not in images.txt")
             if code == codes[split]:
                 chosen.append(ids[i])
     return [Item(os.path.splitext(rel)[0], os.path.join(root, "images", rel),
@@ -86,7 +86,7 @@ def cub_items(root, split="test", split_file=None):
 def flowers_items(root, split="test"):
     keys = {"train": "trnid", "val": "valid", "test": "tstid"}
     if split not in keys:
-        raise ValueError(f"Flowers split must be one of {sorted(keys)}, got {split!r}")
+        raise BadValue(f"Flowers split must be one of {sorted(keys)}, got {split!r}")
     ids = loadmat(_need(os.path.join(root, "setid.mat"), "Oxford Flowers' setid.mat"))[keys[split]].ravel()
     return [Item(f"image_{i:05d}", os.path.join(root, "jpg", f"image_{i:05d}.jpg"),
                  os.path.join(root, "segmim", f"segmim_{i:05d}.jpg"), True) for i in sorted(int(i) for i in ids)]
@@ -101,12 +101,12 @@ def folder_pair_items(root, dataset):
     image_dir, mask_dir = (os.path.join(root, d) for d in FOLDER_PAIRS[dataset])
     absent = [d for d in (image_dir, mask_dir) if not os.path.isdir(d)]
     if absent:
-        raise FileNotFoundError(f"{dataset} expects {image_dir}/ and {mask_dir}/; missing: {', '.join(absent)}")
+        raise MissingPath(f"{dataset} expects {image_dir}/ and {mask_dir}/; missing: {', '.join(absent)}")
     images, masks = _stems(image_dir), _stems(mask_dir)
     unpaired = sorted(set(images) ^ set(masks))
     if unpaired:
-        raise ValueError(f"{dataset} in {root}: {len(unpaired)} files have no partner in the other folder: "
-                         f"{', '.join(unpaired[:10])}")
+        raise BadValue(f"{dataset} in {root}: {len(unpaired)} files have no partner in the other folder: "
+                       f"{', '.join(unpaired[:10])}")
     return [Item(n, images[n], masks[n]) for n in sorted(images)]
 
 
@@ -117,9 +117,9 @@ def benchmark_items(dataset, root, split=None, split_file=None):
     if dataset == "flowers":
         return flowers_items(root, split or "test")
     if dataset not in FOLDER_PAIRS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
+        raise BadValue(f"unknown dataset {dataset!r} (--dataset); choose from {DATASETS}")
     if split is not None:
-        raise ValueError(f"{dataset} has no splits (it is a test set)")
+        raise BadValue(f"--split {split}: {dataset} has no splits (it is a test set)")
     return folder_pair_items(root, dataset)
 
 
@@ -140,8 +140,8 @@ def load_item(item, size=SIZE):
     """(RGB PIL image, bool mask [size, size]) after the centre crop and resize."""
     image, mask = _read(item.image), _read(item.mask)
     if image.size != mask.size:
-        raise ValueError(f"{item.image} is {image.size[0]}x{image.size[1]} but its mask {item.mask} is "
-                         f"{mask.size[0]}x{mask.size[1]}")
+        raise BadValue(f"{item.image} is {image.size[0]}x{image.size[1]} but its mask {item.mask} is "
+                       f"{mask.size[0]}x{mask.size[1]}")
     if item.blue_background:
         rgb = np.asarray(mask, np.int16)
         fg = ~((rgb[..., 0] < 60) & (rgb[..., 1] < 60) & (rgb[..., 2] > 150))  # JPEG smears the pure blue
@@ -174,23 +174,3 @@ def export(source, out, progress=True):
         save_png(np.asarray(image), os.path.join(out, "images", name + ".png"))
         save_png(mask.astype(np.uint8) * 255, os.path.join(out, "masks", name + ".png"))
     return len(source.names)
-
-
-@click.command()
-@click.option("--dataset", required=True, type=click.Choice(DATASETS))
-@click.option("--root", required=True, help="The dataset's folder, as unpacked.")
-@click.option("--split", default=None, help="CUB / Flowers: train, val or test (default test).")
-@click.option("--split-file", default=None, help="CUB: the split file (default ROOT/train_val_test_split.txt).")
-@click.option("--size", default=SIZE, show_default=True, help="Side after the centre crop.")
-@click.option("--out", required=True, help="Folder for images/ and masks/.")
-def main(dataset, root, split, split_file, size, out):
-    """Export a benchmark, centre-cropped and resized, as images/ and masks/ PNG folders."""
-    try:
-        source = BenchmarkSource(benchmark_items(dataset, root, split, split_file), size)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{export(source, out)} {dataset} images and masks in {out}")
-
-
-if __name__ == "__main__":
-    main()

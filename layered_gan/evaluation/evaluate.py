@@ -1,6 +1,6 @@
 """Score predicted masks against ground truth: a table, a JSON and a picture of the best and worst cases.
 
-    python -m layered_gan.evaluation.evaluate --pred OUT/masks --gt GT_MASKS --images IMAGES --out report/
+    layered-gan evaluate --pred OUT/masks --gt GT_MASKS --images IMAGES --out report/
 
 Predictions and ground truth are folders (matched by file name without
 extension, sub-folders included) or LMDBs (matched by key). A prediction whose
@@ -13,21 +13,23 @@ sweeps 255 thresholds (see metrics.py for both aggregations).
 """
 
 import os
+import warnings
 
-import click
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from ..data.readers import DecodeError
 from ..files import save_png, write_json
+from ..errors import BadValue, MissingPath
 from .metrics import Scores, format_table
 from .sources import FileSource
 
 MISSING = ("error", "empty")
 
 
-class MatchError(ValueError):
-    pass
+class MatchError(BadValue):
+    """Predictions and ground truth whose names do not pair up."""
 
 
 def listing(names, limit=10):
@@ -49,7 +51,7 @@ def resize_nearest(mask, shape):
 def evaluate(pred, gt, threshold=0.5, missing="error", chunk=64, progress=True):
     """Score a prediction source against a ground-truth source (see sources.py). Returns a JSON-ready dict."""
     if missing not in MISSING:
-        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+        raise BadValue(f"missing must be one of {MISSING}, got {missing!r}")
     matched, absent, extra = match_names(pred.names, gt.names)
     if not matched:
         raise MatchError(f"no prediction matches a ground-truth name: predictions are named like "
@@ -57,10 +59,12 @@ def evaluate(pred, gt, threshold=0.5, missing="error", chunk=64, progress=True):
     if absent and missing == "error":
         raise MatchError(f"{len(absent)} ground-truth masks have no prediction: {listing(absent)} "
                          "(--missing empty scores them as empty predictions)")
-    scores, resized = Scores(threshold), []
+    scores, resized, unreadable = Scores(threshold), [], []
     for start in tqdm(range(0, len(matched), chunk), desc="scoring", disable=not progress):
         names = matched[start:start + chunk]
-        for name, p, g in zip(names, pred.masks(names), gt.masks(names)):
+        for name, p, g in zip(names, _readable(pred, names, unreadable), gt.masks(names)):
+            if p is None:
+                continue
             if p.shape != g.shape:
                 p = resize_nearest(p, g.shape)
                 resized.append(name)
@@ -71,8 +75,24 @@ def evaluate(pred, gt, threshold=0.5, missing="error", chunk=64, progress=True):
     per_image = scores.per_image()
     return {"summary": scores.summary(),
             "per_image": {n: {k: float(v[i]) for k, v in per_image.items()} for i, n in enumerate(scores.names)},
-            "scored_as_empty": absent, "unmatched_predictions": extra,
+            "scored_as_empty": absent, "unmatched_predictions": extra, "unreadable_predictions": unreadable,
             "resized": len(resized), "resized_examples": resized[:10]}
+
+
+def _readable(pred, names, unreadable):
+    """pred's masks of `names`, None for each that cannot be decoded (its name appended to `unreadable`)."""
+    try:
+        return pred.masks(names)
+    except DecodeError:
+        out = []
+        for name in names:
+            try:
+                out.append(pred.mask(name))
+            except DecodeError as exc:
+                warnings.warn(f"{exc}; skipped", RuntimeWarning)
+                unreadable.append(name)
+                out.append(None)
+        return out
 
 
 def error_map(pred, gt):
@@ -143,34 +163,11 @@ def report(result, out, pred, gt, images=None, cases=4, echo=print):
          "(rows: best then worst; columns: image, ground truth, prediction, errors: FP red, FN blue)")
 
 
-def open_source(path, option):
-    """A FileSource, with errors naming the option."""
+def open_source(path, option, **masks):
+    """A FileSource (masks: its mask settings, see sources.mask_array), with errors naming the option."""
     try:
-        return FileSource(path)
+        return FileSource(path, **masks)
+    except FileNotFoundError as exc:
+        raise MissingPath(f"{option}: {exc}") from None
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
-
-
-@click.command()
-@click.option("--pred", required=True, help="Predicted masks: folder or LMDB (grey levels, 255 = foreground).")
-@click.option("--gt", required=True, help="Ground-truth masks: folder or LMDB with the same names.")
-@click.option("--images", default=None, help="The images (same names), shown in the cases picture.")
-@click.option("--out", required=True, help="Folder for metrics.json and cases.png.")
-@click.option("--threshold", default=0.5, show_default=True, help="Binarization threshold for predictions.")
-@click.option("--missing", type=click.Choice(MISSING), default="error", show_default=True,
-              help="Ground truth without prediction: an error, or scored as an empty prediction.")
-@click.option("--cases", default=4, show_default=True, help="Best and worst cases shown.")
-def main(pred, gt, images, out, threshold, missing, cases):
-    """Score predicted masks against ground-truth masks."""
-    pred_src, gt_src = open_source(pred, "--pred"), open_source(gt, "--gt")
-    image_src = open_source(images, "--images") if images else None
-    try:
-        result = evaluate(pred_src, gt_src, threshold, missing)
-    except MatchError as exc:
-        raise click.ClickException(str(exc)) from None
-    result.update(pred=pred, gt=gt, images=images)
-    report(result, out, pred_src, gt_src, image_src, cases, echo=click.echo)
-
-
-if __name__ == "__main__":
-    main()
+        raise BadValue(f"{option}: {exc}") from None

@@ -16,25 +16,21 @@ instead: a domain-specific distance to compare runs with each other (its values
 are not comparable with Inception FIDs). A plain StyleGAN2 run is scored on its
 images, a layered one on its unshifted composites (the paper's Table 3).
 
-    python -m layered_gan.evaluation.fid --ckpt runs/demo --num 10000 --inception inception-2015-12-05.pt
-    python -m layered_gan.evaluation.fid --ckpt runs/demo --num 2000 --features reference
+    layered-gan fid --ckpt runs/demo --num 10000 --inception inception-2015-12-05.pt
+    layered-gan fid --ckpt runs/demo --num 2000 --features reference
 """
 
 import os
 
-import click
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import linalg
 from tqdm import tqdm
 
-from ..data.dataset import ImageDataset, dataset_from_config
-from ..files import write_json
 from ..render import composite
-from ..runs import load_run
 from ..sampling import sample_layers
-from .generated import synthetic_settings, train_reference
+from ..errors import BadValue, MissingPath
 
 ENV = "LAYERED_GAN_INCEPTION"
 HOW_TO_GET = ("FID/KID need the Inception weights as TorchScript: download inception-2015-12-05.pt from "
@@ -87,15 +83,15 @@ def load_inception(path=None, device="cpu"):
     """The TorchScript Inception from `path` or $LAYERED_GAN_INCEPTION, as a features function."""
     path = path or os.environ.get(ENV)
     if not path:
-        raise FileNotFoundError(HOW_TO_GET)
+        raise MissingPath(HOW_TO_GET)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Inception weights {path} do not exist. {HOW_TO_GET}")
+        raise MissingPath(f"Inception weights {path} do not exist. {HOW_TO_GET}")
     try:
         net = torch.jit.load(path, map_location=device).eval()
     except RuntimeError as exc:
-        raise ValueError(f"{path} is not a TorchScript module ({str(exc).splitlines()[0]}); a state dict such as "
-                         "pytorch-fid's pt_inception-2015-12-05-6726825d.pth does not work here. "
-                         f"{HOW_TO_GET}") from None
+        raise BadValue(f"{path} is not a TorchScript module ({str(exc).splitlines()[0]}); a state dict such as "
+                       "pytorch-fid's pt_inception-2015-12-05-6726825d.pth does not work here. "
+                       f"{HOW_TO_GET}") from None
 
     def features(images):
         """images [N, 3, H, W] in [-1, 1] -> [N, 2048]; the network resizes to 299 itself."""
@@ -133,7 +129,7 @@ def collect_features(features, batches, num, progress=True, desc="features"):
             if count >= num:
                 break
     if count < num:
-        raise ValueError(f"only {count} images were available for {desc}; asked for {num}")
+        raise BadValue(f"only {count} images were available for {desc}; asked for {num}")
     return np.concatenate(out)
 
 
@@ -150,46 +146,3 @@ def generated_batches(G, batch, seed, device, truncation=1.0):
         out = sample_layers(G, batch, gen, truncation, device)
         images = out if isinstance(out, torch.Tensor) else composite(out.background, out.foreground, out.mask)
         yield images.clamp(-1, 1)
-
-
-@click.command()
-@click.option("--ckpt", required=True,
-              help="Run folder or checkpoint of a layered, Labels4Free or plain StyleGAN2 run, or a port file.")
-@click.option("--real", default=None, help="Real images (folder or LMDB); default: the run's training data.")
-@click.option("--num", default=10000, show_default=True, help="Images of each kind (the papers use 10 000).")
-@click.option("--inception", default=None, help=f"inception-2015-12-05.pt (TorchScript); default ${ENV}.")
-@click.option("--features", "feature_net", default="inception", show_default=True,
-              type=click.Choice(["inception", "reference"]),
-              help="Inception, or the reference U-Net's encoder (runs on the synthetic dataset; no download).")
-@click.option("--batch", default=100, show_default=True)
-@click.option("--out", default=None, help="JSON file for the figures.")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, real, num, inception, feature_net, batch, out, device):
-    """FID and KID between a generator's images (a layered one's composites) and real images."""
-    run = load_run(ckpt, device=device)
-    G, cfg = run.G, run.config
-    try:
-        if feature_net == "reference":
-            features = reference_features(train_reference(synthetic_settings(cfg, ckpt), device=device)[0], device)
-        else:
-            features = load_inception(inception, device)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if cfg is None and not real:
-        raise click.UsageError(f"{ckpt} carries no training config: give the real images with --real")
-    res = cfg["model"]["resolution"] if cfg else G.synthesis.resolution  # a port file: a plain generator
-    data = ImageDataset(real, res, crop="center") if real else \
-        dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, res)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    real_feats = collect_features(features, iter(loader), num, desc="real images")
-    fake_feats = collect_features(features, generated_batches(G, batch, 0, device), num, desc="generated")
-    figures = {"num": num, "real": real or "the run's training data", "ckpt": ckpt, "features": feature_net,
-               **fid_kid(real_feats, fake_feats)}
-    click.echo(f"FID {figures['fid']:.3f}  KID {figures['kid']:.5f}  ({num} images each, {feature_net} features)")
-    if out:
-        write_json(out, figures)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,16 +8,14 @@ it finds no object are skipped and counted; generated masks are binarized at
 --threshold (0.5; Labels4Free's Table 2 protocol: 0.9) and compared with its
 masks. Any pair source (`segmenter.pairs`: image, mask) can be scored this way:
 a layered or Labels4Free generator here, latent-direction masks in
-`python -m layered_gan.directions score`.
+`layered-gan directions score`.
 
-    python -m layered_gan.evaluation.generated --ckpt runs/demo --num 2000
-    python -m layered_gan.evaluation.generated --ckpt runs/l4f_demo --threshold 0.9
+    layered-gan score-generated --ckpt runs/demo --num 2000
+    layered-gan score-generated --ckpt runs/l4f_demo --threshold 0.9
 """
 
-import json
 import os
 
-import click
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,9 +23,8 @@ from tqdm import tqdm
 
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
-from ..files import write_json
+from ..errors import BadValue
 from ..paths import cache_dir
-from ..runs import load_run
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
 from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
@@ -70,8 +67,8 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
 def synthetic_settings(cfg, ckpt):
     """The synthetic-dataset settings of a run's config (the reference is trained on their ground truth)."""
     if not cfg or cfg["data"]["source"] != "synthetic":
-        raise ValueError(f"{ckpt} is not a run on the synthetic dataset; the reference segmenter needs its ground "
-                         "truth")
+        raise BadValue(f"{ckpt} is not a run on the synthetic dataset; the reference segmenter needs its ground "
+                       "truth")
     return cfg["data"]["synthetic"]
 
 
@@ -124,34 +121,3 @@ def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, de
     their soft masks binarized at `threshold`. Returns a dict of figures (score_masks)."""
     return score_masks(LayeredGeneratorPairs(G, truncation, None, device), reference, num, batch, min_area,
                        threshold, seed, progress, desc="scoring composites")
-
-
-@click.command()
-@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered or Labels4Free generator.")
-@click.option("--num", default=2000, show_default=True, help="Generated composites to score.")
-@click.option("--threshold", default=0.5, show_default=True,
-              help="Binarize generated masks at this value (Labels4Free's Table 2 protocol: 0.9).")
-@click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator.")
-@click.option("--steps", default=1200, show_default=True, help="Training steps of the reference U-Net.")
-@click.option("--out", default=None, help="JSON file for the figures (default: RUN/generated_eval.json).")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, num, threshold, truncation, steps, out, device):
-    """Score a generator's masks against the reference segmenter (runs on the synthetic dataset only)."""
-    run = load_run(ckpt, device=device)
-    G, cfg = run.G, run.config
-    try:
-        synthetic = synthetic_settings(cfg, ckpt)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--ckpt") from None
-    reference, ref_iou = train_reference(synthetic, steps=steps, device=device)
-    if ref_iou < 0.9:
-        click.echo(f"warning: the reference reaches only {ref_iou:.3f} IoU on held-out images (target 0.9)", err=True)
-    figures = {"reference_test_iou": ref_iou, "truncation": truncation,
-               **score_generated(G, reference, num, device=device, threshold=threshold, truncation=truncation)}
-    click.echo(json.dumps(figures, indent=2))
-    write_json(out or os.path.join(ckpt if os.path.isdir(ckpt) else os.path.dirname(ckpt), "generated_eval.json"),
-               figures)
-
-
-if __name__ == "__main__":
-    main()

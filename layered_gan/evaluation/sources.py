@@ -14,6 +14,7 @@ import torch
 
 from ..data.dataset import to_tensor
 from ..data.readers import ImageFolderReader, open_reader
+from ..errors import BadValue
 from ..segmenter.model import predict
 
 
@@ -61,8 +62,8 @@ class FileSource:
             key = self.reader.key(i).decode(errors="replace")
             name = os.path.splitext(key)[0] if isinstance(self.reader, ImageFolderReader) else key
             if name in self.index:
-                raise ValueError(f"{path}: two files share the name {name!r} "
-                                 f"({self.reader.key(self.index[name]).decode()} and {key}); names must be unique")
+                raise BadValue(f"{path}: two files share the name {name!r} "
+                               f"({self.reader.key(self.index[name]).decode()} and {key}); names must be unique")
             self.index[name] = i
         self.names = sorted(self.index)
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import BadValue
 from .layered import Layers
 
 ZERO_TENSORS = ("const", "conv")
@@ -27,11 +28,11 @@ class BackgroundGenerator(nn.Module):
     def __init__(self, generator, zero="conv", channels=None):
         super().__init__()
         if zero not in ZERO_TENSORS:
-            raise ValueError(f"zero must be one of {ZERO_TENSORS} (the constant input or the first conv's output), "
-                             f"got {zero!r}")
+            raise BadValue(f"zero must be one of {ZERO_TENSORS} (the constant input or the first conv's output), "
+                           f"got {zero!r}")
         width = generator.synthesis.const.shape[1]
         if channels is not None and not all(0 <= c < width for c in channels):
-            raise ValueError(f"zeroed channels must lie in [0, {width}) (the first layer's width), got {channels}")
+            raise BadValue(f"zeroed channels must lie in [0, {width}) (the first layer's width), got {channels}")
         keep = torch.ones(width)
         keep[list(range(width)) if channels is None else list(channels)] = 0
         self.generator = generator
@@ -65,8 +66,8 @@ class AlphaNetwork(nn.Module):
     def __init__(self, channels, resolution, start_resolution, width=32):
         super().__init__()
         if start_resolution not in channels or start_resolution > resolution:
-            raise ValueError(f"alpha start resolution must be one of the generator's {sorted(channels)} up to "
-                             f"{resolution}, got {start_resolution}")
+            raise BadValue(f"alpha start resolution must be one of the generator's {sorted(channels)} up to "
+                           f"{resolution}, got {start_resolution}")
         self.resolutions = [r for r in sorted(channels) if start_resolution <= r <= resolution]
         self.compress = nn.ModuleList(nn.Conv2d(channels[r], width, 1) for r in self.resolutions)
         self.to_alpha = nn.Conv2d(width, 1, 1)

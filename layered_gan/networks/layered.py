@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from ..errors import BadValue
 from .stylegan2 import Generator, SynthesisNetwork
 
 VARIANTS = ("two", "shared_mapping", "single")
@@ -28,7 +29,7 @@ class LayeredGenerator(nn.Module):
                  formulation="fast"):
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+            raise BadValue(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
         self.z_dim = z_dim
         kw = dict(channels=channels, formulation=formulation)
@@ -85,7 +86,7 @@ class LayeredGenerator(nn.Module):
         Not in the paper (which trains from scratch): a head start for small budgets (configs/demo.json).
         """
         if self.variant == "single":
-            raise ValueError("model.init needs two synthesis networks (variant 'two' or 'shared_mapping')")
+            raise BadValue("model.init needs two synthesis networks (variant 'two' or 'shared_mapping')")
         source = generator.state_dict()
         targets = [(self.fg, "")] + ([(self.bg, "")] if self.variant == "two" else
                                      [(self.bg_synthesis, "synthesis.")])
@@ -96,9 +97,9 @@ class LayeredGenerator(nn.Module):
                 fits = src is not None and (src.shape == value.shape or (
                     src.dim() > 0 and src.shape[1:] == value.shape[1:] and src.shape[0] < value.shape[0]))
                 if not fits:
-                    raise ValueError(f"model.init: the StyleGAN2 generator's {prefix + key} "
-                                     f"{None if src is None else tuple(src.shape)} does not fit {tuple(value.shape)}; "
-                                     "its resolution, widths, z_dim, w_dim and n_mlp must match the config's")
+                    raise BadValue(f"model.init: the StyleGAN2 generator's {prefix + key} "
+                                   f"{None if src is None else tuple(src.shape)} does not fit {tuple(value.shape)}; "
+                                   "its resolution, widths, z_dim, w_dim and n_mlp must match the config's")
                 if src.dim():
                     value[:len(src)].copy_(src)  # extra rows (the mask's tRGB) stay as initialized
                 else:

@@ -105,7 +105,7 @@ def _discriminator_plan(resolution):
 
 def _shape(state, key, what):
     if key not in state:
-        raise ValueError(f"{what}: tensor {key!r} is missing; is this a StyleGAN2-port state dict?")
+        raise BadValue(f"{what}: tensor {key!r} is missing; is this a StyleGAN2-port state dict?")
     return tuple(state[key].shape)
 
 
@@ -131,18 +131,18 @@ def _load_strict(module, state, plan, kernels, resample_filter, what, keep=()):
         found = _shape(state, port_key, what)
         expected = tuple(_CONVERT[kind][1](ours[our_key]).shape)
         if found != expected:
-            raise ValueError(f"{what}: {port_key} has shape {list(found)}, expected {list(expected)} "
-                             f"(for {our_key} of the architecture read from the other tensors)")
+            raise BadValue(f"{what}: {port_key} has shape {list(found)}, expected {list(expected)} "
+                           f"(for {our_key} of the architecture read from the other tensors)")
         converted[our_key] = _CONVERT[kind][0](state[port_key].float())
     for key, gain in kernels.items():
         expected = _kernel(resample_filter, gain)
         if _shape(state, key, what) != tuple(expected.shape) or not torch.allclose(state[key].float(), expected):
-            raise ValueError(f"{what}: {key} is not the FIR kernel the other kernels imply")
+            raise BadValue(f"{what}: {key} is not the FIR kernel the other kernels imply")
     used = {p for p, _, _ in plan} | set(kernels)
     left = [k for k in state if k not in used]
     if left:
-        raise ValueError(f"{what}: unexpected tensor {left[0]!r} ({len(left)} left over); the architecture read "
-                         "from the other tensors has no place for it")
+        raise BadValue(f"{what}: unexpected tensor {left[0]!r} ({len(left)} left over); the architecture read "
+                       "from the other tensors has no place for it")
     module.load_state_dict(converted)  # strict: a tensor of ours the plan does not fill raises here
     return module
 
@@ -155,7 +155,7 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
     """
     n_mlp = sum(1 for k in state if k.startswith("style.") and k.endswith(".weight"))
     if n_mlp == 0:
-        raise ValueError(f"{what}: no mapping layers (style.N.weight); is this a StyleGAN2-port generator?")
+        raise BadValue(f"{what}: no mapping layers (style.N.weight); is this a StyleGAN2-port generator?")
     w_dim, z_dim = _shape(state, "style.1.weight", what)
     num_blocks = sum(1 for k in state if k.startswith("to_rgbs.") and k.endswith(".conv.weight"))
     channels = {4: _shape(state, "input.input", what)[1]}
@@ -169,14 +169,14 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
     if noise_keys[0] in state:
         for key, size in zip(noise_keys, G.synthesis.noise_shapes()):
             if _shape(state, key, what) != (1, 1, size, size):
-                raise ValueError(f"{what}: {key} has shape {list(state[key].shape)}, expected [1, 1, {size}, {size}]")
+                raise BadValue(f"{what}: {key} has shape {list(state[key].shape)}, expected [1, 1, {size}, {size}]")
         noise = [state[k].float() for k in noise_keys]
         state = {k: v for k, v in state.items() if k not in noise_keys}
     _load_strict(G, state, *_generator_plan(n_mlp, num_blocks), resample_filter, what, keep=["w_avg"])
     if latent_avg is None:
         G.w_avg.copy_(G.mean_w(4096, torch.Generator().manual_seed(0)))
     elif latent_avg.numel() != w_dim:
-        raise ValueError(f"latent_avg has shape {list(latent_avg.shape)}, expected [{w_dim}] (the style dimension)")
+        raise BadValue(f"latent_avg has shape {list(latent_avg.shape)}, expected [{w_dim}] (the style dimension)")
     else:
         G.w_avg.copy_(latent_avg.reshape(-1))
     return G, noise
@@ -206,7 +206,7 @@ def _export(module, plan, kernels, resample_filter):
 def generator_to_port(G, noise=None):
     """The port's `g_ema` state dict of our Generator; noise: the fixed noise buffers (default: seed-0 Gaussian)."""
     if G.z_dim != G.synthesis.w_dim:
-        raise ValueError(f"the port's generator needs z_dim == w_dim; this one has {G.z_dim} and {G.synthesis.w_dim}")
+        raise BadValue(f"the port's generator needs z_dim == w_dim; this one has {G.z_dim} and {G.synthesis.w_dim}")
     num_blocks = len(G.synthesis.blocks)
     state = _export(G, *_generator_plan(len(G.mapping.layers), num_blocks), G.synthesis.resample_filter)
     for i, layer in enumerate(G.mapping.layers):  # same effective weights under the port's lr multiplier
@@ -241,7 +241,7 @@ def port_models(ckpt, path, discriminator=False, formulation="fast"):
     """
     for key in ("g_ema",) + (("d",) if discriminator else ()):
         if key not in ckpt:
-            raise ValueError(f"{path} has no {key!r} (keys: {', '.join(sorted(ckpt))})")
+            raise BadValue(f"{path} has no {key!r} (keys: {', '.join(sorted(ckpt))})")
     extra = ckpt.get("nvidia") or {}
     G, noise = generator_from_port(ckpt["g_ema"], ckpt.get("latent_avg"), formulation, f"{path} g_ema",
                                    extra.get("conv_clamp"))

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from cuda_ops import setup_filter, upfirdn2d
 
+from ..errors import BadValue
 from .layers import FORMULATIONS, ConvLayer, EqualLinear, ModulatedConv, minibatch_stddev
 
 
@@ -37,13 +38,13 @@ def channel_widths(resolution, channel_base=32768, channel_max=512, multiplier=1
 
 def check_resolution(resolution):
     if resolution not in [2 ** r for r in range(3, 11)]:
-        raise ValueError(f"resolution must be a power of two from 8 to 1024, got {resolution}")
+        raise BadValue(f"resolution (model.resolution) must be a power of two from 8 to 1024, got {resolution}")
     return int(math.log2(resolution))
 
 
 def check_formulation(formulation):
     if formulation not in FORMULATIONS:
-        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+        raise BadValue(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
 
 
 def normalize_2nd_moment(x, eps=1e-8):

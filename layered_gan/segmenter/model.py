@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.dataset import to_tensor
+from ..errors import BadValue
 from ..networks.unet import UNet
 
 FILENAME = "segmenter.pt"
@@ -35,8 +36,8 @@ def load_segmenter(path, device="cpu"):
     path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
     state = load_checkpoint(path, device)
     if not {"model", "resolution", "unet"} <= set(state):
-        raise ValueError(f"{path} is not a segmenter checkpoint (needs model, resolution and unet entries; "
-                         f"found {sorted(state)})")
+        raise BadValue(f"{path} is not a segmenter checkpoint (needs model, resolution and unet entries; "
+                       f"found {sorted(state)})")
     model = build_segmenter(state["resolution"], **state["unet"]).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state.get("meta", {})

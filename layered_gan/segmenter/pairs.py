@@ -8,7 +8,7 @@ that Voynov et al.'s histogram filter examines. For a layered generator the
 mask is what the layer model "reads off", so `contrast` is the soft mask: a
 confident mask is mostly 0 and 1, a hesitant one peaks in between.
 
-    python -m layered_gan.segmenter.pairs --ckpt runs/demo --num 100000 --out pairs/demo   # export to LMDB
+    layered-gan pairs --ckpt runs/demo --num 100000 --out pairs/demo   # export to LMDB
 """
 
 import io
@@ -17,7 +17,6 @@ import os
 import warnings
 from typing import NamedTuple
 
-import click
 import lmdb
 import torch
 from PIL import Image
@@ -28,7 +27,6 @@ from ..images import to_uint8
 from ..render import composite
 from ..runs import load_run
 from ..sampling import sample_layers
-from .filters import default_filters
 
 
 class Pairs(NamedTuple):
@@ -178,48 +176,7 @@ def export_pairs(stream, num, root, progress=True, fmt="lmdb"):
     return root
 
 
-def filter_options(fn):
-    """The filter settings shared by the export and distill commands."""
-    options = [
-        click.option("--max-coverage", default=0.5, show_default=True, help="Drop masks covering more."),
-        click.option("--min-coverage", default=0.01, show_default=True, help="Drop masks covering less."),
-        click.option("--histogram/--no-histogram", default=True, show_default=True,
-                     help="Low-contrast histogram test (on the soft mask for a layered generator)."),
-        click.option("--component-ratio", default=0.2, show_default=True,
-                     help="Remove 4-connected components smaller than this x the largest."),
-        click.option("--threshold", default=0.5, show_default=True,
-                     help="Binarize a layered or Labels4Free generator's masks at this value (negative: keep them "
-                          "soft)."),
-        click.option("--truncation", default=1.0, show_default=True,
-                     help="Truncation psi of a layered or Labels4Free generator (a directions file keeps its own)."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
 def generator_source(ckpt, threshold, truncation, device):
     """(LayeredGeneratorPairs, run config) from a run folder or checkpoint."""
     run = load_run(ckpt, "layered", device=device)
     return LayeredGeneratorPairs(run.G, truncation, threshold if threshold >= 0 else None, device), run.config
-
-
-@click.command()
-@click.option("--ckpt", required=True, help="Run folder or checkpoint of a layered generator.")
-@click.option("--num", required=True, type=int, help="Pairs to export.")
-@click.option("--out", required=True, help="New folder for the LMDBs.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--batch", default=256, show_default=True, help="Pairs generated per step.")
-@filter_options
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, num, out, seed, batch, max_coverage, min_coverage, histogram, component_ratio, threshold, truncation,
-         device):
-    """Export filtered generated pairs to an LMDB for distillation (`distill --pairs`)."""
-    source, _ = generator_source(ckpt, threshold, truncation, device)
-    filters = default_filters(max_coverage, min_coverage, histogram, component_ratio)
-    export_pairs(PairStream(source, filters, batch, seed), num, out)
-    click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")
-
-
-if __name__ == "__main__":
-    main()

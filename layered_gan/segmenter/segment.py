@@ -1,26 +1,22 @@
 """Apply a trained segmenter to images of any size: mask PNGs and overlays.
 
-    python -m layered_gan.segmenter.segment --model runs/demo/distill/seed0 --images PHOTOS --out OUT
+    layered-gan segment --model runs/demo/distill/seed0 --images PHOTOS --out OUT
 
 Each image's shorter side is rescaled to the segmenter's training resolution,
 the mask is predicted and resized back to the image (Voynov et al., sec. 4).
 OUT/masks/NAME.png holds the mask (0 / 255 at --threshold, or grey levels
 with --soft), OUT/overlays/NAME.png the image with the foreground tinted red;
 NAME is the image's path without extension (or its LMDB key), so
-`python -m layered_gan.evaluation.evaluate --pred OUT/masks ...` matches it.
+`layered-gan evaluate --pred OUT/masks ...` matches it.
 """
 
 import os
 
-import click
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from ..evaluation.evaluate import open_source
 from ..evaluation.sources import SegmenterMasks
 from ..files import save_png
-from .model import load_segmenter
 
 
 def overlay(image, mask, color=(255, 0, 0), alpha=0.5):
@@ -44,24 +40,3 @@ def segment_source(model, images, out, threshold=0.5, soft=False, chunk=32, prog
                 save_png(overlay(images.image(name), binary), os.path.join(out, "overlays", name + ".png"))
                 bar.update()
     return len(names)
-
-
-@click.command()
-@click.option("--model", required=True, help="segmenter.pt, or a folder holding it (a distill seed folder).")
-@click.option("--images", required=True, help="Images: a folder (any sizes, sub-folders kept) or an LMDB.")
-@click.option("--out", required=True, help="Output folder: masks/ and overlays/.")
-@click.option("--threshold", default=0.5, show_default=True)
-@click.option("--soft", is_flag=True, help="Write foreground probabilities as grey levels instead of 0 / 255.")
-@click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(model, images, out, threshold, soft, device):
-    """Segment a folder of images with a trained segmenter."""
-    try:
-        segmenter, _ = load_segmenter(model, device)
-    except (OSError, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--model") from None
-    count = segment_source(segmenter, open_source(images, "--images"), out, threshold, soft)
-    click.echo(f"{count} masks in {os.path.join(out, 'masks')}, overlays in {os.path.join(out, 'overlays')}")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..errors import BadValue
+
 
 def repeat(loader):
     """Endless batches from a finite iterable, a fresh pass each time (shuffling loaders reshuffle).
@@ -22,8 +24,8 @@ def repeat(loader):
             empty = False
             yield batch
         if empty:
-            raise ValueError(f"no batch from {type(loader).__name__}: fewer examples than one batch "
-                             f"({getattr(loader, 'batch_size', '?')}, incomplete batches dropped)?")
+            raise BadValue(f"no batch from {type(loader).__name__}: fewer examples than one batch "
+                           f"({getattr(loader, 'batch_size', '?')}, incomplete batches dropped)?")
 
 
 def fit(model, batches, steps, lr=1e-3, milestones=None, gamma=0.2, device="cpu", validate=None, every=0,

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
+from ..errors import BadValue
 from ..files import write_json
 from ..images import save_image_grid
 from .ema import ema_beta, update_ema
@@ -112,7 +113,7 @@ def open_dataset(cfg, images_seen, rank, world):
 def start_phase(run, phase, dataset, cfg, world):
     """A new resolution: the dataset's size, a loader resuming the data order at images_seen, the lr."""
     if phase.batch % world:
-        raise ValueError(f"batch {phase.batch} at {phase.resolution} px does not split over {world} processes")
+        raise BadValue(f"batch {phase.batch} at {phase.resolution} px does not split over {world} processes")
     dataset.set_resolution(phase.resolution)
     sampler = ResumableSampler(len(dataset), cfg["seed"], run.images_seen, dist_rank(), world)
     loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG

@@ -9,6 +9,10 @@ A fixed-resolution run is start_resolution = resolution.
 import math
 from dataclasses import dataclass
 
+from ..errors import BadValue
+
+from ..errors import UnknownKey
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -25,13 +29,15 @@ def _per_resolution(table, resolution, name):
     if not isinstance(table, dict):
         return table
     if str(resolution) not in table:
-        raise KeyError(f"schedule.{name} has no entry for resolution {resolution} (has {sorted(table, key=int)})")
+        raise UnknownKey(f"schedule.{name} has no entry for resolution {resolution} (has {sorted(table, key=int)})")
     return table[str(resolution)]
 
 
 def phase_at(kimg, schedule, resolution):
     """The Phase at `kimg` thousand images seen, for a network of final `resolution`."""
     start = schedule.get("start_resolution", resolution)
+    if start > resolution:
+        raise BadValue(f"schedule.start_resolution = {start}: expected at most model.resolution ({resolution})")
     length = schedule["phase_kimg"]
     fade = schedule.get("fade_fraction", 0.5)
     last = int(math.log2(resolution / start))

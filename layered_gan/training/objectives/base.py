@@ -10,6 +10,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ...errors import BadValue
 from ...losses import (drift_penalty, g_nonsaturating_loss, gradient_penalty, logistic_lazy_r1, wgan_d_loss,
                        wgan_g_loss)
 from ...runs import build_models
@@ -91,7 +92,7 @@ def critic_loss(D, real, fake, alpha, lcfg, rng, step):
     if lcfg["type"] == "wgan-gp":
         return _wgan_gp_critic(D, real, fake, alpha, lcfg, rng)
     if lcfg["type"] != "logistic":
-        raise ValueError(f"loss.type must be 'wgan-gp' or 'logistic', got {lcfg['type']!r}")
+        raise BadValue(f"loss.type must be 'wgan-gp' or 'logistic', got {lcfg['type']!r}")
     adv, r1, stats = logistic_lazy_r1(D, real, fake, step, lcfg["r1_gamma"], lcfg["r1_interval"], alpha=alpha)
     return adv + r1, stats
 
