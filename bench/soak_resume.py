@@ -1,7 +1,7 @@
 """Kill a demo run with SIGKILL at random moments, resume it each time, and check that it ends with the weights
 of an uninterrupted run and leaves no temporary file (issue 17).
 
-    OMP_NUM_THREADS=1 python bench/soak_resume.py --kills 20 --during-write 5 --kimg 2
+    OMP_NUM_THREADS=1 python bench/soak_resume.py --kills 20 --during-write 5 --kimg 8
 
 One thread, so that runs are bit-for-bit reproducible. A kill "during a checkpoint write" is sent while a
 checkpoint temporary (checkpoint.pt.tmp-PID) exists, found by polling the run folder.
@@ -40,7 +40,7 @@ def kill_at_random(out, kimg, during_write, rng, log):
     resume = os.path.isfile(os.path.join(out, "checkpoint.pt"))
     proc = subprocess.Popen(train_command(out, kimg, resume), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + (120 if during_write else rng.uniform(4, 25))
+    deadline = time.time() + (120 if during_write else rng.uniform(6, 15))
     while proc.poll() is None and time.time() < deadline:
         if during_write and glob.glob(os.path.join(glob.escape(out), "checkpoint.pt.tmp-*")):
             break
@@ -57,7 +57,7 @@ def kill_at_random(out, kimg, during_write, rng, log):
 @click.command()
 @click.option("--kills", default=20, show_default=True)
 @click.option("--during-write", default=5, show_default=True, help="How many kills aim at a checkpoint write.")
-@click.option("--kimg", default=2.0, show_default=True, help="The demo run's length.")
+@click.option("--kimg", default=8.0, show_default=True, help="The demo run's length.")
 @click.option("--seed", default=0, show_default=True)
 def main(kills, during_write, kimg, seed):
     rng = random.Random(seed)

@@ -14,6 +14,7 @@ Whichever process finishes the last chunk writes the contact sheet, summary.json
 the evaluation (the paper's Table 2: ours, full mask, centre prior, GrabCut on the same images).
 """
 
+import hashlib
 import json
 import os
 import time
@@ -30,7 +31,7 @@ from .data.dataset import to_tensor
 from .data.readers import DecodeError
 from .evaluation.baselines import baseline
 from .evaluation.evaluate import comparison_table, evaluate, report
-from .errors import BadValue, UserError
+from .errors import BadValue, PathExists, UserError
 from .files import save_png, write_json
 from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .images import to_uint8
@@ -201,11 +202,22 @@ def write_outputs(out, name, img, view, layers, threshold):
         save_png(to_uint8(tensor[None])[0], os.path.join(out, part, name + ".png"))
 
 
+def names_digest(names):
+    """SHA-1 of the image names in order: a rerun resumes only on the same input set."""
+    return hashlib.sha1("\n".join(names).encode()).hexdigest()
+
+
 class Settings(dict):
     """What an output folder was made with; a rerun must match it to resume."""
 
     def check(self, out):
+        """Write OUT/settings.json in a new (or empty) folder; in a folder holding one, refuse other settings;
+        refuse a non-empty folder without one (it is not ours to write into)."""
         path = os.path.join(out, "settings.json")
+        others = [f for f in os.listdir(out) if ".tmp-" not in f] if os.path.isdir(out) else []  # ranks' writes
+        if not os.path.isfile(path) and others:
+            raise PathExists(f"--out {out} is a non-empty folder that holds no encoding run; choose a new or empty "
+                             "folder")
         if os.path.isfile(path):
             with open(path) as fh:
                 found = json.load(fh)
@@ -358,8 +370,9 @@ def run(synthesis, D, source, out, gt=None, options=Options(), amortized=False, 
     view = View(synthesis.resolution, options.output.org_to_crop)
     names = list(source.names)
     chunk = options.training.chunk
-    Settings(ckpt=ckpt and os.path.abspath(ckpt), images=len(names), first=names[:1], amortized=amortized,
-             encoder=encoder_path and os.path.abspath(encoder_path), **options.settings()).check(out)
+    Settings(ckpt=ckpt and os.path.abspath(ckpt), images=len(names), names_sha1=names_digest(names),
+             amortized=amortized, encoder=encoder_path and os.path.abspath(encoder_path),
+             **options.settings()).check(out)
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     mine = [i for i in range(rank, len(chunks), world) if not os.path.isfile(chunk_marker(out, i))]
     encoder = None

@@ -263,3 +263,22 @@ def test_clear_errors(tmp_path):
     result = CliRunner().invoke(main, ["--ckpt", str(nod), "--images", str(tmp_path / "missing"), "--out",
                                        str(tmp_path / "o"), "--feature-weight", "0"])
     assert result.exit_code != 0 and "--images" in result.output and "does not exist" in result.output
+
+
+def test_encode_never_writes_into_an_unrelated_folder_or_resumes_another_input_set(run_dir, tmp_path):
+    """Issue 17: an --out holding someone's files is refused untouched; a rerun on another input set with the
+    same count and first name is refused (the names' digest differs)."""
+    images = image_folder(tmp_path / "img", {"a": (16, 16), "b": (16, 16)})
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "summary.json").write_text("my own file")
+    args = ["--ckpt", run_dir, "--images", images, "--steps", "2", "--batch", "2", "--width", "4", "--device", "cpu"]
+    result = CliRunner().invoke(main, args[:4] + ["--out", str(theirs)] + args[4:])
+    assert result.exit_code == 2 and "non-empty folder that holds no encoding run" in result.stderr, result.output
+    assert os.listdir(theirs) == ["summary.json"] and (theirs / "summary.json").read_text() == "my own file"
+
+    out = tmp_path / "enc"
+    invoke(args[:4] + ["--out", out] + args[4:])
+    other = image_folder(tmp_path / "img2", {"a": (16, 16), "c": (16, 16)})  # same count, same first name
+    result = CliRunner().invoke(main, [args[0], args[1], "--images", other, "--out", str(out)] + args[4:])
+    assert result.exit_code == 2 and "names_sha1" in result.stderr, result.output
