@@ -19,7 +19,7 @@ import torch
 from .checkpoint import checkpoint_file
 from .errors import BadValue, MissingPath
 from .networks import Discriminator, Generator, channel_widths
-from .networks.labels4free import Labels4FreeGenerator
+from .networks.alpha_network import Labels4FreeGenerator
 from .networks.layered import LayeredGenerator
 from .networks.nvidia_pickles import is_nvidia_pickle, read_nvidia_pickle
 from .networks.port import port_models, read_port_checkpoint

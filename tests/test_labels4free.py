@@ -4,7 +4,7 @@ import torch
 from layered_gan.checkpoint import load_checkpoint
 from layered_gan.config import load_config
 from layered_gan.networks import Generator
-from layered_gan.networks.labels4free import AlphaNetwork, BackgroundGenerator
+from layered_gan.networks.alpha_network import AlphaNetwork, BackgroundGenerator
 from layered_gan.networks.port import save_port
 from layered_gan.training.objectives import Labels4Free
 from layered_gan.training.loop import train

@@ -15,7 +15,7 @@ from layered_gan.cli import labels4free as l4f
 from layered_gan.config import load_config
 from layered_gan.data.dataset import ImageDataset
 from layered_gan.evaluation.sources import FileSource
-from layered_gan.labels4free_analysis import (bar_chart, layer_gradient_norms, rank_layers, ssim, suggest_start,
+from layered_gan.labels4free.analysis import (bar_chart, layer_gradient_norms, rank_layers, ssim, suggest_start,
                                               trgb_noise_sensitivity)
 from layered_gan.networks import Discriminator, Generator
 from layered_gan.networks.port import save_port

@@ -128,7 +128,7 @@ def test_init_from_a_stylegan2_generator_copies_both_layers_and_keeps_the_mask_r
 
 def test_empty_background_init_draws_what_labels4free_background_generator_draws():
     from layered_gan.networks import Generator
-    from layered_gan.networks.labels4free import BackgroundGenerator
+    from layered_gan.networks.alpha_network import BackgroundGenerator
     kw = dict(z_dim=8, w_dim=8, n_mlp=1, channels=channel_widths(16, 128, 8))
     source = Generator(16, **kw)
     with torch.no_grad():

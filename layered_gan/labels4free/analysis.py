@@ -14,12 +14,15 @@ windows, K1 = 0.01, K2 = 0.03, averaged over positions and channels. `bar_chart`
 with PIL.
 """
 
+import os
+
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .sampling import layered_noise
-from .errors import BadValue
+from ..errors import BadValue
+from ..files import write_json
+from ..sampling import layered_noise
 
 
 def gaussian_window(size, sigma):
@@ -165,3 +168,24 @@ def bar_chart(path, labels, values, title, highlight=(), label_every=1):
     draw.line([left, y(0), left + n * bar, y(0)], fill="black")
     img.save(path)
     return img
+
+
+def save_trgb_ssim(out, means, drops, start, num):
+    """OUT/trgb_ssim.png (mean SSIM per resolution, the suggested start marked) and OUT/trgb_ssim.json."""
+    os.makedirs(out, exist_ok=True)
+    bar_chart(os.path.join(out, "trgb_ssim.png"), [f"{r}px" for r in means], list(means.values()),
+              f"SSIM after noise in the tRGB input ({num} samples)", highlight={list(means).index(start)})
+    write_json(os.path.join(out, "trgb_ssim.json"), {"mean_ssim": means, "drop": drops, "suggested_start": start})
+
+
+def save_bg_gradients(out, norms, ranking, channels, num):
+    """OUT/bg_gradients.png (per layer), OUT/bg_gradients_channels.png (the top layer's channels) and .json."""
+    os.makedirs(out, exist_ok=True)
+    names, top = list(norms), ranking[0][0]
+    bar_chart(os.path.join(out, "bg_gradients.png"), names, [float(norms[n].sum()) for n in names],
+              f"sum of per-channel gradient norms, {num} background targets", highlight={names.index(top)})
+    width = len(norms[top])
+    bar_chart(os.path.join(out, "bg_gradients_channels.png"), list(range(width)), norms[top].tolist(),
+              f"{top}: gradient norm per channel", highlight=set(channels), label_every=max(1, width // 16))
+    write_json(os.path.join(out, "bg_gradients.json"), {"ranking": ranking, "top_layer": top, "top_channels": channels,
+                                                         "channel_norms": {n: v.tolist() for n, v in norms.items()}})

@@ -1,30 +1,24 @@
-"""Labels4Free tools (Abdal et al. 2021): samples, real-image masks by projection, layer analyses.
+"""A Labels4Free run's samples and real-image masks by projection (Abdal et al. 2021).
 
     layered-gan labels4free sample --ckpt runs/l4f_demo --num 1000 --out samples/l4f [--lmdb]
     layered-gan labels4free project --ckpt runs/l4f_demo --images PHOTOS --out masks/
-    layered-gan labels4free trgb-ssim --ckpt runs/stylegan2_demo --out analysis/
-    layered-gan labels4free bg-gradients --ckpt runs/stylegan2_demo --out analysis/
 
-`sample` and `project` read a Labels4Free run; the analyses read the pretrained StyleGAN2 (a
-StyleGAN2-port checkpoint or a `stylegan2_*` run), before an alpha network exists. A Labels4Free
-run is also a pair source as it stands: `layered-gan distill --ckpt runs/l4f_demo --threshold 0.9`
-distills from it online, `--pairs DIR` from what `sample` wrote.
+A Labels4Free run is also a pair source as it stands: `layered-gan distill --ckpt runs/l4f_demo
+--threshold 0.9` distills from it online, `--pairs DIR` from what `sample` wrote.
 """
 
-import json
 import os
 
 import torch
 from tqdm import tqdm
 
-from .files import save_png, write_json
-from .images import to_uint8
-from .labels4free_analysis import bar_chart
-from .projection import project as project_images
-from .projection import zero_noise
-from .render import composite
-from .runs import load_run
-from .sampling import sample_layers
+from ..files import save_png, write_json
+from ..images import to_uint8
+from ..projection import project as project_images
+from ..projection import zero_noise
+from ..render import composite
+from ..runs import load_run
+from ..sampling import sample_layers
 
 SAMPLE_PARTS = ("images", "foregrounds", "backgrounds", "alphas", "masks")
 
@@ -78,26 +72,3 @@ def project_masks(G, D, ds, out, steps=500, lr=0.05, feature_weight=0.0, plus=Tr
     torch.save({"names": names, "ws": torch.cat(latents)}, os.path.join(out, "latents.pt"))
     write_json(os.path.join(out, "losses.json"), losses)
     return losses
-
-
-def save_trgb_ssim(out, means, drops, start, num):
-    """OUT/trgb_ssim.png (mean SSIM per resolution, the suggested start marked) and OUT/trgb_ssim.json."""
-    os.makedirs(out, exist_ok=True)
-    bar_chart(os.path.join(out, "trgb_ssim.png"), [f"{r}px" for r in means], list(means.values()),
-              f"SSIM after noise in the tRGB input ({num} samples)", highlight={list(means).index(start)})
-    with open(os.path.join(out, "trgb_ssim.json"), "w") as fh:
-        json.dump({"mean_ssim": means, "drop": drops, "suggested_start": start}, fh, indent=2)
-
-
-def save_bg_gradients(out, norms, ranking, channels, num):
-    """OUT/bg_gradients.png (per layer), OUT/bg_gradients_channels.png (the top layer's channels) and .json."""
-    os.makedirs(out, exist_ok=True)
-    names, top = list(norms), ranking[0][0]
-    bar_chart(os.path.join(out, "bg_gradients.png"), names, [float(norms[n].sum()) for n in names],
-              f"sum of per-channel gradient norms, {num} background targets", highlight={names.index(top)})
-    width = len(norms[top])
-    bar_chart(os.path.join(out, "bg_gradients_channels.png"), list(range(width)), norms[top].tolist(),
-              f"{top}: gradient norm per channel", highlight=set(channels), label_every=max(1, width // 16))
-    with open(os.path.join(out, "bg_gradients.json"), "w") as fh:
-        json.dump({"ranking": ranking, "top_layer": top, "top_channels": channels,
-                   "channel_norms": {n: v.tolist() for n, v in norms.items()}}, fh, indent=2)
