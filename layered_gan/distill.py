@@ -39,7 +39,7 @@ from .files import write_json
 from .generate import parse_seeds
 from .runs import run_config
 from .segmenter.filters import default_filters
-from .segmenter.model import build_segmenter, predict, save_segmenter
+from .segmenter.model import BACKBONES, build_segmenter, predict, save_segmenter
 from .segmenter.pairs import PairStream, filter_options, fixed_pairs, generator_source
 from .segmenter.training import fit, repeat
 
@@ -101,13 +101,13 @@ def real_sources(cfg, real_images, real_masks):
 
 
 def distill(batches, resolution, val_pairs, real, seed, steps=12000, lr=1e-3, milestones=None, gamma=0.2, width=32,
-            depth=3, every=1000, real_check=200, device="cpu", progress=True):
+            depth=3, every=1000, real_check=200, device="cpu", progress=True, backbone="unet"):
     """Train one segmenter from `batches` (image, mask); returns (model, figures).
 
     val_pairs: held-out generated Pairs or None; real: (images, masks) sources or None.
     """
     torch.manual_seed(seed)
-    model = build_segmenter(resolution, width, depth).to(device)
+    model = build_segmenter(resolution, width, depth, backbone).to(device)
 
     def validate(model):
         figures = {}
@@ -168,7 +168,10 @@ def format_mean_std(name, stats):
 @click.option("--decay-at", "decay_at", multiple=True, type=int, help="Steps where lr x gamma (default 2/3 of steps).")
 @click.option("--gamma", default=0.2, show_default=True)
 @click.option("--width", default=32, show_default=True, help="U-Net base width.")
-@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings.")
+@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings (backbone unet).")
+@click.option("--backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
+              help="unet: from scratch (the papers' setting); efficientnet: the ImageNet EfficientNet-Lite0 as "
+                   "the encoder, fine-tuned (ImageNet supervision the papers did not use).")
 @click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs "
                                                          "(--ckpt or --directions then only give validation pairs).")
 @click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
@@ -180,8 +183,8 @@ def format_mean_std(name, stats):
 @filter_options
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at, gamma,
-         width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage, min_coverage,
-         histogram, component_ratio, threshold, truncation, device):
+         width, depth, backbone, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
+         min_coverage, histogram, component_ratio, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
@@ -200,7 +203,7 @@ def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, se
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
-                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
+                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth, backbone=backbone,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
     runs = {}
     for seed in seeds:
@@ -214,7 +217,7 @@ def main(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, se
             train_filters = default_filters(**filters)
             batches = PairStream(source, train_filters, batch, seed)
         model, figures = distill(batches, resolution, val, real, seed, steps, lr, list(decay_at) or None, gamma,
-                                 width, depth, every, real_check, device)
+                                 width, depth, every, real_check, device, backbone=backbone)
         figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
         real_summary = figures["real"]["summary"] if real is not None else None
         run_dir = os.path.join(out, f"seed{seed}")

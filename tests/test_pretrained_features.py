@@ -1,14 +1,17 @@
 """The ImageNet feature network (networks/efficientnet.py), DiffAugment (augment.py) and the projected
 discriminator (networks/projected.py; Sauer et al. 2021)."""
 
+import os
 import sys
 
 import pytest
 import torch
 
 from layered_gan.augment import colour, cutout, diff_augment, draw_cutout, draw_translation, translate
-from layered_gan.errors import MissingPath
+from layered_gan.checkpoint import save_checkpoint
+from layered_gan.errors import BadValue, MissingPath
 from layered_gan.networks.efficientnet import FEATURE_CHANNELS, pretrained_efficientnet_lite0, weights_file
+from layered_gan.segmenter.model import build_segmenter, load_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +89,47 @@ def test_diff_augment_is_reproducible_from_the_generator():
     a = diff_augment(images, torch.Generator().manual_seed(4))
     b = diff_augment(images, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, diff_augment(images, torch.Generator().manual_seed(5)))
+
+
+def test_segmenter_with_the_imagenet_encoder_starts_from_it_and_maps_any_size():
+    model = build_segmenter(32, width=4, backbone="efficientnet")
+    imagenet = torch.load(weights_file(), weights_only=True)
+    assert torch.equal(model.encoder._conv_stem.weight, imagenet["_conv_stem.weight"])
+    assert all(p.requires_grad for p in model.parameters())  # fine-tuned, not frozen
+    assert not hasattr(model.encoder, "_fc")  # no unused classifier in saved segmenters
+    assert model(torch.zeros(2, 3, 37, 23)).shape == (2, 1, 37, 23)
+    with pytest.raises(BadValue, match="not one of unet, efficientnet"):
+        build_segmenter(32, backbone="resnet")
+
+
+def test_distill_with_the_pretrained_backbone_saves_a_segmenter_that_segment_loads(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from layered_gan.config import load_config
+    from layered_gan.data.synthetic import build_synthetic, split_paths
+    from layered_gan.distill import main as distill_main
+    from layered_gan.runs import build_models
+    from layered_gan.segmenter.segment import main as segment_main
+
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("demo", ['data.synthetic={"resolution": 32, "count": 4, "test_count": 6, "seed": 0}',
+                               'model={"init": null, "resolution": 32, "z_dim": 8, "w_dim": 8, "n_mlp": 1, '
+                               '"channel_base": 64, "channel_max": 8, "variant": "two", "mbstd_group": 4}'])
+    root = build_synthetic(**cfg["data"]["synthetic"], workers=1, progress=False)
+    G, _ = build_models(cfg)
+    save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
+    out = tmp_path / "distill"
+    result = CliRunner().invoke(distill_main, [
+        "--ckpt", str(tmp_path / "run"), "--out", str(out), "--steps", "3", "--batch", "4", "--val-pairs", "4",
+        "--every", "3", "--real-check", "3", "--width", "4", "--backbone", "efficientnet", "--no-histogram",
+        "--max-coverage", "1", "--min-coverage", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    model, meta = load_segmenter(str(out / "seed0"))
+    assert meta["backbone"] == "efficientnet" and model.settings["backbone"] == "efficientnet"
+    imagenet = torch.load(weights_file(), weights_only=True)
+    assert not torch.equal(model.encoder._conv_stem.weight, imagenet["_conv_stem.weight"])  # fine-tuned
+    result = CliRunner().invoke(segment_main, ["--model", str(out / "seed0"), "--images",
+                                               split_paths(root, "test")[0], "--out", str(tmp_path / "seg"),
+                                               "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert len(os.listdir(tmp_path / "seg" / "masks")) == 6

@@ -28,6 +28,7 @@ STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80)
 # Projected GAN's four feature stages end after these flat block indices (timm stages 0-1, 2, 3-4, 5-6).
 FEATURE_ENDS = (2, 4, 10, 15)
 FEATURE_CHANNELS = (24, 40, 112, 320)
+STEM_CHANNELS = 16  # the stride-2 map after block 0
 
 
 class SameConv2d(nn.Conv2d):
@@ -89,15 +90,24 @@ class EfficientNetLite0(nn.Module):
         """Images in [-1, 1] to the input the TF lite weights expect."""
         return ((images + 1) / 2 - self.mean) / self.std
 
-    def forward(self, images):
-        """[stride-4, stride-8, stride-16, stride-32 features] of images in [-1, 1]."""
+    def pyramid(self, images):
+        """[stride-2 (16 channels), stride-4, stride-8, stride-16, stride-32 features] of images in [-1, 1]."""
         x = F.relu6(self._bn0(self._conv_stem(self.normalize(images))))
         features = []
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i in FEATURE_ENDS:
+            if i == 0 or i in FEATURE_ENDS:
                 features.append(x)
         return features
+
+    def forward(self, images):
+        """[stride-4, stride-8, stride-16, stride-32 features] of images in [-1, 1]: Projected GAN's stages."""
+        return self.pyramid(images)[1:]
+
+    def drop_classifier(self):
+        """Remove the ImageNet head (conv, batch norm, classifier) that only `logits` uses; returns self."""
+        del self._conv_head, self._bn1, self._fc
+        return self
 
     def logits(self, images):
         x = self(images)[-1]
@@ -128,6 +138,11 @@ def load_weights(net):
     """Load the package's ImageNet weights into `net` (an EfficientNetLite0); returns net."""
     net.load_state_dict(torch.load(weights_file(), map_location="cpu", weights_only=True))
     return net
+
+
+def pretrained_encoder():
+    """The ImageNet network to fine-tune (a segmenter's encoder): trainable, switching modes as usual."""
+    return load_weights(EfficientNetLite0())
 
 
 def pretrained_efficientnet_lite0():
