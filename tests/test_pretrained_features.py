@@ -133,3 +133,17 @@ def test_distill_with_the_pretrained_backbone_saves_a_segmenter_that_segment_loa
                                                "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert len(os.listdir(tmp_path / "seg" / "masks")) == 6
+
+
+def test_reference_segmenter_with_the_imagenet_encoder_is_cached_apart(tmp_path, monkeypatch):
+    from layered_gan.evaluation.generated import train_reference
+    from layered_gan.networks.unet import EfficientNetUNet
+
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path))
+    syn = dict(resolution=32, count=16, test_count=4, seed=0)
+    model, iou = train_reference(syn, steps=2, batch=4, width=4, progress=False, backbone="efficientnet")
+    assert isinstance(model, EfficientNetUNet) and 0.0 <= iou <= 1.0
+    cached = sorted(os.listdir(tmp_path / "reference"))
+    assert any("efficientnet-unet4" in name for name in cached), cached
+    again, _ = train_reference(syn, steps=2, batch=4, width=4, progress=False, backbone="efficientnet")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

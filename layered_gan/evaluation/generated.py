@@ -28,7 +28,7 @@ from ..data.synthetic import build_synthetic, split_paths
 from ..files import write_json
 from ..paths import cache_dir
 from ..runs import load_run
-from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
+from ..segmenter.model import BACKBONES, build_segmenter, load_segmenter, predict, save_segmenter
 from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
 from .baselines import centre_disc
@@ -43,20 +43,23 @@ def held_out_iou(model, root, progress=False):
     return evaluate(SegmenterMasks(images, model), masks, progress=progress)["summary"]["per_image"]["fg_iou"]
 
 
-def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True):
+def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True,
+                    backbone="unet"):
     """A U-Net trained with ground truth on the synthetic train split; cached by its settings.
 
     synthetic: the config's synthetic-dataset settings (resolution, count, test_count, seed).
+    backbone: "unet" (from scratch) or "efficientnet" (the ImageNet encoder, fine-tuned; segmenter.model).
     Returns (model, held-out foreground IoU).
     """
     root = build_synthetic(**synthetic, progress=progress)
     res = synthetic["resolution"]
-    path = cache_dir("reference", f"{os.path.basename(root)}-unet{width}-{steps}steps-seed{seed}.pt")
+    kind = "unet" if backbone == "unet" else f"{backbone}-unet"
+    path = cache_dir("reference", f"{os.path.basename(root)}-{kind}{width}-{steps}steps-seed{seed}.pt")
     if os.path.isfile(path):
         model, meta = load_segmenter(path, device)
         return model, meta["test_iou"]
     torch.manual_seed(seed)
-    model = build_segmenter(res, width).to(device)
+    model = build_segmenter(res, width, backbone=backbone).to(device)
     images, masks = split_paths(root, "train")
     ds = ImageDataset(images, res, crop="center", hflip=True, masks=masks)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
@@ -133,9 +136,11 @@ def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, de
               help="Binarize generated masks at this value (Labels4Free's Table 2 protocol: 0.9).")
 @click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator.")
 @click.option("--steps", default=1200, show_default=True, help="Training steps of the reference U-Net.")
+@click.option("--reference-backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
+              help="The reference U-Net's encoder: from scratch, or the ImageNet EfficientNet-Lite0 fine-tuned.")
 @click.option("--out", default=None, help="JSON file for the figures (default: RUN/generated_eval.json).")
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
-def main(ckpt, num, threshold, truncation, steps, out, device):
+def main(ckpt, num, threshold, truncation, steps, reference_backbone, out, device):
     """Score a generator's masks against the reference segmenter (runs on the synthetic dataset only)."""
     run = load_run(ckpt, device=device)
     G, cfg = run.G, run.config
@@ -143,10 +148,10 @@ def main(ckpt, num, threshold, truncation, steps, out, device):
         synthetic = synthetic_settings(cfg, ckpt)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ckpt") from None
-    reference, ref_iou = train_reference(synthetic, steps=steps, device=device)
+    reference, ref_iou = train_reference(synthetic, steps=steps, device=device, backbone=reference_backbone)
     if ref_iou < 0.9:
         click.echo(f"warning: the reference reaches only {ref_iou:.3f} IoU on held-out images (target 0.9)", err=True)
-    figures = {"reference_test_iou": ref_iou, "truncation": truncation,
+    figures = {"reference_test_iou": ref_iou, "reference_backbone": reference_backbone, "truncation": truncation,
                **score_generated(G, reference, num, device=device, threshold=threshold, truncation=truncation)}
     click.echo(json.dumps(figures, indent=2))
     write_json(out or os.path.join(ckpt if os.path.isdir(ckpt) else os.path.dirname(ckpt), "generated_eval.json"),
