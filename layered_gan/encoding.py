@@ -32,6 +32,7 @@ from .evaluation.evaluate import MatchError, comparison_table, evaluate, open_so
 from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .files import save_png, write_json
 from .images import to_uint8
+from .networks.efficientnet import pretrained_efficientnet_lite0
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
 from .render import composite
@@ -52,13 +53,27 @@ def load_layered_run(ckpt, device="cpu", discriminator=True):
 
 class ReconstructionLoss:
     """PerturbGAN eq. 7 per image: l1_weight x mean |x_E - x| + feature_weight x mean (D_feat(x_E) - D_feat(x))^2,
-    D_feat the discriminator's features at `feature_size` (its 8x8 map); zero noise in the generator."""
+    D_feat the discriminator's features at `feature_size` (its 8x8 map); zero noise in the generator.
 
-    def __init__(self, synthesis, D=None, l1_weight=1.0, feature_weight=1.0, feature_size=8):
+    perceptual_weight > 0 adds an LPIPS-like term (Zhang et al. 2018, unweighted): the mean squared difference of
+    the channel-normalized feature maps of the frozen ImageNet EfficientNet-Lite0's four stages, summed over the
+    stages; ImageNet supervision the papers did not use (off by default)."""
+
+    def __init__(self, synthesis, D=None, l1_weight=1.0, feature_weight=1.0, feature_size=8, perceptual_weight=0.0):
         if feature_weight and D is None:
             raise ValueError("feature_weight > 0 needs the discriminator")
         self.synthesis, self.D = synthesis, D
         self.l1_weight, self.feature_weight, self.feature_size = l1_weight, feature_weight, feature_size
+        self.perceptual_weight, self.imagenet = perceptual_weight, None
+        if perceptual_weight:
+            self.imagenet = pretrained_efficientnet_lite0().to(next(synthesis.parameters()).device)
+
+    def perceptual(self, image, target):
+        """Per image: sum over stages of mean (f(x_E) / |f(x_E)| - f(x) / |f(x)|)^2, norms over channels."""
+        with torch.no_grad():
+            wanted = [F.normalize(f, dim=1, eps=1e-8) for f in self.imagenet(target)]
+        got = [F.normalize(f, dim=1, eps=1e-8) for f in self.imagenet(image)]
+        return sum((g - w).pow(2).mean((1, 2, 3)) for g, w in zip(got, wanted))
 
     def features(self, images):
         return self.D(images, return_features=True)[1][self.feature_size]
@@ -70,6 +85,8 @@ class ReconstructionLoss:
             with torch.no_grad():
                 wanted = self.features(target)
             loss = loss + self.feature_weight * (self.features(image) - wanted).pow(2).mean((1, 2, 3))
+        if self.perceptual_weight:
+            loss = loss + self.perceptual_weight * self.perceptual(image, target)
         return loss
 
 
@@ -289,21 +306,22 @@ def load_encoder(path, synthesis, device="cpu"):
 
 
 def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batch=32, l1_weight=1.0,
-        feature_weight=1.0, feature_size=8, offsets=True, width=64, amortized=False, encoder_path=None, refine_steps=0,
+        feature_weight=1.0, feature_size=8, perceptual_weight=0.0, offsets=True, width=64, amortized=False, encoder_path=None, refine_steps=0,
         refine_lr=0.01, refine_feature_weight=0.0, org_to_crop=1.0, threshold=0.5,
         methods=("full", "centre", "grabcut"), sheet=16, seed=0, ckpt=None, rank=0, world=1, progress=True, echo=print):
     """Encode every image of `source` (an evaluation source: names, image(name)) into OUT with the layered
     generator `synthesis` (and D, for the feature loss) of load_layered_run; see the module doc. Returns the
     summary when this process finished the last chunk, else None."""
     device = next(synthesis.parameters()).device
-    loss = ReconstructionLoss(synthesis, D, l1_weight, feature_weight, feature_size)
+    loss = ReconstructionLoss(synthesis, D, l1_weight, feature_weight, feature_size, perceptual_weight)
     view = View(synthesis.resolution, org_to_crop)
     names = list(source.names)
     args = dict(steps=steps, lr=lr, batch=batch, width=width, offsets=offsets, seed=seed, threshold=threshold,
                 refine_steps=refine_steps, refine_lr=refine_lr, refine_feature_weight=refine_feature_weight)
     Settings(ckpt=ckpt and os.path.abspath(ckpt), images=len(names), first=names[:1], chunk=chunk, l1_weight=l1_weight,
              feature_weight=feature_weight, feature_size=feature_size, org_to_crop=org_to_crop, amortized=amortized,
-             encoder=encoder_path and os.path.abspath(encoder_path), **args).check(out)
+             encoder=encoder_path and os.path.abspath(encoder_path), **args,
+             **({"perceptual_weight": perceptual_weight} if perceptual_weight else {})).check(out)  # old outs resume
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     mine = [i for i in range(rank, len(chunks), world) if not os.path.isfile(chunk_marker(out, i))]
     encoder = None
@@ -345,6 +363,9 @@ def run(synthesis, D, source, out, gt=None, chunk=100, steps=1000, lr=1e-4, batc
 @click.option("--feature-weight", default=1.0, show_default=True,
               help="Weight of the squared distance of D's features (0: no discriminator needed).")
 @click.option("--feature-size", default=8, show_default=True, help="D feature map used (its 8x8 one).")
+@click.option("--perceptual-weight", default=0.0, show_default=True,
+              help="Weight of an LPIPS-like distance on the ImageNet EfficientNet-Lite0's features (supervision the "
+                   "papers did not use; 0: off).")
 @click.option("--offsets/--absolute", default=True, show_default=True,
               help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
 @click.option("--width", default=64, show_default=True, help="Encoder width (ResNet-18: 64).")

@@ -147,3 +147,24 @@ def test_reference_segmenter_with_the_imagenet_encoder_is_cached_apart(tmp_path,
     assert any("efficientnet-unet4" in name for name in cached), cached
     again, _ = train_reference(syn, steps=2, batch=4, width=4, progress=False, backbone="efficientnet")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_perceptual_term_of_the_encoder_stage_is_zero_on_a_match_and_pulls_the_codes():
+    from layered_gan.encoding import ReconstructionLoss
+    from layered_gan.networks.encoder import LayeredSynthesis
+    from layered_gan.networks.layered import LayeredGenerator
+    from layered_gan.projection import zero_noise
+
+    synthesis = LayeredSynthesis(LayeredGenerator(16, 8, 8, 1, channels={4: 8, 8: 8, 16: 8}).eval())
+    synthesis.requires_grad_(False)
+    ws = synthesis.w_avg + torch.randn(2, synthesis.n_latent, 8)
+    with torch.no_grad():
+        target = synthesis(ws, zero_noise(synthesis, 2, "cpu"))
+    loss = ReconstructionLoss(synthesis, None, l1_weight=0.0, feature_weight=0.0, perceptual_weight=1.0)
+    assert not any(p.requires_grad for p in loss.imagenet.parameters())
+    assert loss(ws, target).abs().max() < 1e-6  # the same image: no distance
+    moved = (ws + torch.randn_like(ws)).requires_grad_(True)
+    distance = loss(moved, target)
+    assert distance.shape == (2,) and (distance > 1e-4).all()
+    distance.sum().backward()
+    assert moved.grad.abs().sum() > 0  # through the ImageNet features to the codes
