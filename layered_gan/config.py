@@ -193,6 +193,8 @@ def validate_config(cfg):
         errors.append(f"schedule.start_resolution = {start}: expected at most model.resolution ({res})")
     _, discriminator = _lookup(cfg, "model.discriminator")
     _, loss_type = _lookup(cfg, "loss.type")
+    if cfg.get("mode") == "labels4free" and loss_type == "wgan-gp":
+        errors.append("loss.type = \"wgan-gp\": Labels4Free trains with \"logistic\" (or \"hinge\", projected D)")
     if discriminator == "projected" and loss_type != "hinge":
         errors.append(f"model.discriminator = \"projected\" trains with loss.type = \"hinge\" (Projected GAN), "
                       f"got {json.dumps(loss_type)}")

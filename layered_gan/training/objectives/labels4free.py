@@ -47,7 +47,7 @@ class Labels4Free(Objective):
         return terms
 
     def critic(self, D, real, fake, phase, rng, step):
-        if self.lcfg.get("type", "logistic") == "hinge":  # the projected D (Sauer et al. 2021): no R1
+        if self.lcfg["type"] == "hinge":  # the projected D (Sauer et al. 2021): no R1
             adv, stats = critic_loss(D, real, fake, None, self.lcfg, rng, step)
             return self.lcfg["d_adv_weight"] * adv, stats
         adv, r1, stats = logistic_lazy_r1(D, real, fake, step, self.lcfg["r1_gamma"], self.lcfg["r1_interval"])
