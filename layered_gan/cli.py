@@ -34,6 +34,7 @@ from .runs import load_run
 from .sampling import generate_layers
 from .segmenter.cli import filter_options, pairs, segment
 from .segmenter.filters import default_filters
+from .segmenter.model import BACKBONES
 from .segmenter.pairs import fixed_pairs
 from .training.cli import train
 
@@ -90,6 +91,9 @@ _ENC = encoding.Options()  # the defaults, kept in encoding.py's option groups
               help="Weight of the squared distance of D's features (0: no discriminator needed).")
 @click.option("--feature-size", default=_ENC.loss.feature_size, show_default=True,
               help="D feature map used (its 8x8 one).")
+@click.option("--perceptual-weight", default=_ENC.loss.perceptual_weight, show_default=True,
+              help="Weight of an LPIPS-like distance on the ImageNet EfficientNet-Lite0's features (supervision the "
+                   "papers did not use; 0: off).")
 @click.option("--offsets/--absolute", default=_ENC.training.offsets, show_default=True,
               help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
 @click.option("--width", default=_ENC.training.width, show_default=True, help="Encoder width (ResNet-18: 64).")
@@ -164,7 +168,10 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @click.option("--decay-at", "decay_at", multiple=True, type=int, help="Steps where lr x gamma (default 2/3 of steps).")
 @click.option("--gamma", default=0.2, show_default=True)
 @click.option("--width", default=32, show_default=True, help="U-Net base width.")
-@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings.")
+@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings (backbone unet).")
+@click.option("--backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
+              help="unet: from scratch (the papers' setting); efficientnet: the ImageNet EfficientNet-Lite0 as "
+                   "the encoder, fine-tuned (ImageNet supervision the papers did not use).")
 @click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs "
                                                          "(--ckpt or --directions then only give validation pairs).")
 @click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
@@ -176,7 +183,7 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @filter_options
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
-            gamma, width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
+            gamma, width, depth, backbone, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
             min_coverage, histogram, component_ratio, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
@@ -196,7 +203,7 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
-                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
+                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth, backbone=backbone,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
     distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
                   click.echo)

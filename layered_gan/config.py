@@ -143,11 +143,13 @@ RULES = {
     "model.resolution": _RESOLUTION, "model.z_dim": _COUNT, "model.w_dim": _COUNT, "model.n_mlp": _COUNT,
     "model.channel_base": _COUNT, "model.channel_max": _COUNT, "model.mbstd_group": _COUNT,
     "model.variant": _one_of("two", "shared_mapping", "single"), "model.formulation": _one_of("fast", "plain"),
-    "model.init_empty_background": _BOOL,
+    "model.init_empty_background": _BOOL, "model.discriminator": _one_of("stylegan2", "projected"),
+    "model.projected_resolution": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 64 and v % 32 == 0,
+                                   "a multiple of 32, at least 64 (64, 128, 224, ...)"),
     "schedule.start_resolution": _RESOLUTION, "schedule.phase_kimg": _NON_NEGATIVE,
     "schedule.fade_fraction": _PROBABILITY, "schedule.total_kimg": _POSITIVE,
     "schedule.batch": _per_resolution(_COUNT), "schedule.lr": _per_resolution(_POSITIVE),
-    "loss.type": _one_of("wgan-gp", "logistic"), "loss.gp_lambda": _NON_NEGATIVE, "loss.drift": _NON_NEGATIVE,
+    "loss.type": _one_of("wgan-gp", "logistic", "hinge"), "loss.gp_lambda": _NON_NEGATIVE, "loss.drift": _NON_NEGATIVE,
     "loss.r1_gamma": _NON_NEGATIVE, "loss.r1_interval": _COUNT, "loss.pl_weight": _NON_NEGATIVE,
     "loss.pl_interval": _COUNT, "loss.eta": _PROBABILITY, "loss.size_weight": _NON_NEGATIVE,
     "loss.binarization_weight": _NON_NEGATIVE, "loss.max_coverage": _PROBABILITY,
@@ -185,5 +187,12 @@ def validate_config(cfg):
         present, value = _lookup(cfg, key)
         if present and not ok(value):
             errors.append(f"{key} = {json.dumps(value)}: expected {what}")
+    _, discriminator = _lookup(cfg, "model.discriminator")
+    _, loss_type = _lookup(cfg, "loss.type")
+    if cfg.get("mode") == "labels4free" and loss_type == "wgan-gp":
+        errors.append("loss.type = \"wgan-gp\": Labels4Free trains with \"logistic\" (or \"hinge\", projected D)")
+    if discriminator == "projected" and loss_type != "hinge":
+        errors.append(f"model.discriminator = \"projected\" trains with loss.type = \"hinge\" (Projected GAN), "
+                      f"got {json.dumps(loss_type)}")
     if errors:
         raise BadValue("invalid config: " + "; ".join(errors))

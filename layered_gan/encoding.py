@@ -35,6 +35,7 @@ from .errors import BadValue, PathExists, UserError
 from .files import save_png, write_json
 from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .images import to_uint8
+from .networks.efficientnet import pretrained_efficientnet_lite0
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
 from .render import composite
@@ -64,6 +65,7 @@ class Loss:
     l1_weight: float = 1.0
     feature_weight: float = 1.0
     feature_size: int = 8
+    perceptual_weight: float = 0.0  # an ImageNet-feature term (not the paper's; ReconstructionLoss)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ class Options:
 
     def settings(self):
         """What an output folder records (and a rerun must match): every setting but the report's."""
-        return {**asdict(self.training), **asdict(self.loss),
+        loss = {k: v for k, v in asdict(self.loss).items() if k != "perceptual_weight" or v}  # older outs resume
+        return {**asdict(self.training), **loss,
                 **{f"refine_{k}": v for k, v in asdict(self.refinement).items()},
                 "org_to_crop": self.output.org_to_crop, "threshold": self.output.threshold}
 
@@ -108,13 +111,27 @@ def load_layered_run(ckpt, device="cpu", discriminator=True):
 
 class ReconstructionLoss:
     """PerturbGAN eq. 7 per image: l1_weight x mean |x_E - x| + feature_weight x mean (D_feat(x_E) - D_feat(x))^2,
-    D_feat the discriminator's features at `feature_size` (its 8x8 map); zero noise in the generator."""
+    D_feat the discriminator's features at `feature_size` (its 8x8 map); zero noise in the generator.
 
-    def __init__(self, synthesis, D=None, l1_weight=1.0, feature_weight=1.0, feature_size=8):
+    perceptual_weight > 0 adds an LPIPS-like term (Zhang et al. 2018, unweighted): the mean squared difference of
+    the channel-normalized feature maps of the frozen ImageNet EfficientNet-Lite0's four stages, summed over the
+    stages; ImageNet supervision the papers did not use (off by default)."""
+
+    def __init__(self, synthesis, D=None, l1_weight=1.0, feature_weight=1.0, feature_size=8, perceptual_weight=0.0):
         if feature_weight and D is None:
             raise ValueError("feature_weight > 0 needs the discriminator")
         self.synthesis, self.D = synthesis, D
         self.l1_weight, self.feature_weight, self.feature_size = l1_weight, feature_weight, feature_size
+        self.perceptual_weight, self.imagenet = perceptual_weight, None
+        if perceptual_weight:
+            self.imagenet = pretrained_efficientnet_lite0().to(next(synthesis.parameters()).device)
+
+    def perceptual(self, image, target):
+        """Per image: sum over stages of mean (f(x_E) / |f(x_E)| - f(x) / |f(x)|)^2, norms over channels."""
+        with torch.no_grad():
+            wanted = [F.normalize(f, dim=1, eps=1e-8) for f in self.imagenet(target)]
+        got = [F.normalize(f, dim=1, eps=1e-8) for f in self.imagenet(image)]
+        return sum((g - w).pow(2).mean((1, 2, 3)) for g, w in zip(got, wanted))
 
     def features(self, images):
         return self.D(images, return_features=True)[1][self.feature_size]
@@ -126,6 +143,8 @@ class ReconstructionLoss:
             with torch.no_grad():
                 wanted = self.features(target)
             loss = loss + self.feature_weight * (self.features(image) - wanted).pow(2).mean((1, 2, 3))
+        if self.perceptual_weight:
+            loss = loss + self.perceptual_weight * self.perceptual(image, target)
         return loss
 
 

@@ -23,6 +23,7 @@ from .networks.alpha_network import Labels4FreeGenerator
 from .networks.layered import LayeredGenerator
 from .networks.nvidia_pickles import is_nvidia_pickle, read_nvidia_pickle
 from .networks.port import port_models, read_port_checkpoint
+from .networks.projected import ProjectedDiscriminator
 
 # What `expect` accepts: the run kinds it admits, and how a message names them.
 EXPECT = {
@@ -47,6 +48,10 @@ def _widths(m):
 
 
 def _discriminator(m, progressive=True):
+    """model.discriminator: "stylegan2" (the papers' residual D) or "projected" (Projected GAN's, on frozen
+    ImageNet features at model.projected_resolution px; networks/projected.py)."""
+    if m.get("discriminator", "stylegan2") == "projected":
+        return ProjectedDiscriminator(m.get("projected_resolution", 224))
     return Discriminator(m["resolution"], channels=_widths(m), mbstd_group=m.get("mbstd_group", 4),
                          progressive=progressive, formulation=m.get("formulation", "fast"))
 

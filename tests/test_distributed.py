@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -46,8 +47,10 @@ def _train_worker(rank, world, init, cfg, out):
     dist.destroy_process_group()
 
 
-def test_two_process_training_keeps_ranks_identical(tmp_path):
-    cfg = load_config("demo", [
+@pytest.mark.parametrize("discriminator", [[], ['model.discriminator="projected"', "model.projected_resolution=64",
+                                               'loss.type="hinge"']], ids=["stylegan2_d", "projected_d"])
+def test_two_process_training_keeps_ranks_identical(tmp_path, discriminator):
+    cfg = load_config("demo", discriminator + [
         'data.synthetic={"resolution": 32, "count": 64, "test_count": 8, "seed": 0}',
         'model={"init": null, "resolution": 16, "z_dim": 16, "w_dim": 16, "n_mlp": 1, "channel_base": 128, '
         '"channel_max": 8, "variant": "two", "mbstd_group": 4}',

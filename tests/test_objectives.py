@@ -99,7 +99,7 @@ def test_perturbgan_critic_choice_and_binarization_start():
             expected = stats[g_term] + 2.0 * stats["loss/mask_size"] + weight * stats["loss/binarization"]
             torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match="loss.type must be"):
-        obj, G, D = perturb_objective(type="hinge")
+        obj, G, D = perturb_objective(type="least-squares")
         obj.d_loss(G, D, torch.randn(4, 3, 16, 16), phase, torch.Generator().manual_seed(0), 0)
 
 

@@ -48,7 +48,8 @@ def one_error_line(result):
     ("schedule.batch=abc", ["schedule.batch", '"abc"']),
     ("model.resolution=48", ["model.resolution", "48", "power of two"]),
     ("model=5", ["model", "section"]),
-    ("loss.type=hinge", ["loss.type", '"hinge"', '"wgan-gp"']),
+    ("loss.type=least-squares", ["loss.type", '"least-squares"', '"wgan-gp"', '"hinge"']),
+    ('model.discriminator="projected"', ["model.discriminator", "projected", "hinge"]),
 ])
 def test_bad_values_are_refused_before_the_run_starts(tmp_path, override, words):
     line = one_error_line(run_train("--cfg", "stylegan2_demo", "--set", override, "--out", tmp_path / "run"))

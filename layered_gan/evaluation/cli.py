@@ -19,6 +19,7 @@ from ..files import write_json
 from .generated import score_generated as score_generated_masks
 from .generated import synthetic_settings, train_reference
 from .sources import ENCODINGS, MaskFunction
+from ..segmenter.model import BACKBONES
 
 
 def _fg_values(ctx, param, text):
@@ -69,18 +70,20 @@ def evaluate(pred, gt, images, out, threshold, missing, cases, gt_encoding, fg_v
 @click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator.")
 @click.option("--steps", default=1200, show_default=True, type=click.IntRange(min=1),
               help="Training steps of the reference U-Net.")
+@click.option("--reference-backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
+              help="The reference U-Net's encoder: from scratch, or the ImageNet EfficientNet-Lite0 fine-tuned.")
 @click.option("--out", default=None, help="JSON file for the figures (default: RUN/generated_eval.json).")
 @device_option
-def score_generated(ckpt, num, threshold, truncation, steps, out, device):
+def score_generated(ckpt, num, threshold, truncation, steps, reference_backbone, out, device):
     """Score a generator's masks against the reference segmenter (runs on the synthetic dataset only)."""
     with about("--ckpt"):
         run = load_run(ckpt, device=device)
         G, cfg = run.G, run.config
         synthetic = synthetic_settings(cfg, ckpt)
-    reference, ref_iou = train_reference(synthetic, steps=steps, device=device)
+    reference, ref_iou = train_reference(synthetic, steps=steps, device=device, backbone=reference_backbone)
     if ref_iou < 0.9:
         click.echo(f"warning: the reference reaches only {ref_iou:.3f} IoU on held-out images (target 0.9)", err=True)
-    figures = {"reference_test_iou": ref_iou, "truncation": truncation,
+    figures = {"reference_test_iou": ref_iou, "reference_backbone": reference_backbone, "truncation": truncation,
                **score_generated_masks(G, reference, num, device=device, threshold=threshold, truncation=truncation)}
     click.echo(json.dumps(figures, indent=2))
     write_json(out or os.path.join(ckpt if os.path.isdir(ckpt) else os.path.dirname(ckpt), "generated_eval.json"),

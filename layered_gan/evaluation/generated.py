@@ -40,20 +40,23 @@ def held_out_iou(model, root, progress=False):
     return evaluate(SegmenterMasks(images, model), masks, progress=progress)["summary"]["per_image"]["fg_iou"]
 
 
-def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True):
+def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, device="cpu", progress=True,
+                    backbone="unet"):
     """A U-Net trained with ground truth on the synthetic train split; cached by its settings.
 
     synthetic: the config's synthetic-dataset settings (resolution, count, test_count, seed).
+    backbone: "unet" (from scratch) or "efficientnet" (the ImageNet encoder, fine-tuned; segmenter.model).
     Returns (model, held-out foreground IoU).
     """
     root = build_synthetic(**synthetic, progress=progress)
     res = synthetic["resolution"]
-    path = cache_dir("reference", f"{os.path.basename(root)}-unet{width}-{steps}steps-seed{seed}.pt")
+    kind = "unet" if backbone == "unet" else f"{backbone}-unet"
+    path = cache_dir("reference", f"{os.path.basename(root)}-{kind}{width}-{steps}steps-seed{seed}.pt")
     if os.path.isfile(path):
         model, meta = load_segmenter(path, device)
         return model, meta["test_iou"]
     torch.manual_seed(seed)
-    model = build_segmenter(res, width).to(device)
+    model = build_segmenter(res, width, backbone=backbone).to(device)
     images, masks = split_paths(root, "train")
     ds = ImageDataset(images, res, crop="center", hflip=True, masks=masks)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,

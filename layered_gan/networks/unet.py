@@ -1,8 +1,11 @@
-"""A small U-Net (Ronneberger et al. 2015) for binary segmentation: image in [-1, 1] -> mask logit."""
+"""A small U-Net (Ronneberger et al. 2015) for binary segmentation: image in [-1, 1] -> mask logit; from scratch
+(the papers' setting) or on the ImageNet EfficientNet-Lite0 as its encoder, fine-tuned (`EfficientNetUNet`)."""
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .efficientnet import FEATURE_CHANNELS, STEM_CHANNELS, EfficientNetLite0, pretrained_encoder
 
 
 def _block(cin, cout):
@@ -35,3 +38,27 @@ class UNet(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
         return self.head(x)
+
+
+class EfficientNetUNet(nn.Module):
+    """U-Net decoder on EfficientNet-Lite0's five levels (strides 2 to 32): up-sample, concatenate the skip, two
+    3x3 convolutions, widths width x 8, 4, 2, 1; the logit map is up-sampled to the input size. The encoder starts
+    from the ImageNet weights (pretrained=True; a saved segmenter's own weights replace them) and is fine-tuned.
+    Its input normalization is its own: images in [-1, 1] as for UNet."""
+
+    def __init__(self, width=16, pretrained=True):
+        super().__init__()
+        self.encoder = (pretrained_encoder() if pretrained else EfficientNetLite0()).drop_classifier()
+        skips = (STEM_CHANNELS,) + FEATURE_CHANNELS[:-1]  # 16, 24, 40, 112
+        widths = [width * 2 ** i for i in range(len(skips))]  # finest first
+        cins = [FEATURE_CHANNELS[-1]] + widths[:0:-1]  # 320, then each coarser decoder level
+        self.up = nn.ModuleList(_block(cin + skip, w) for cin, skip, w in zip(cins, reversed(skips), reversed(widths)))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x):
+        levels = self.encoder.pyramid(x)
+        h = levels[-1]
+        for block, skip in zip(self.up, reversed(levels[:-1])):
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = block(torch.cat([h, skip], 1))
+        return F.interpolate(self.head(h), size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -13,15 +13,23 @@ import torch.nn.functional as F
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.dataset import to_tensor
 from ..errors import BadValue
-from ..networks.unet import UNet
+from ..networks.unet import EfficientNetUNet, UNet
 
 FILENAME = "segmenter.pt"
+BACKBONES = ("unet", "efficientnet")
 
 
-def build_segmenter(resolution, width=16, depth=3):
-    """A fresh U-Net that remembers its resolution and settings (saved with it)."""
-    model = UNet(width=width, depth=depth)
-    model.resolution, model.settings = int(resolution), {"width": width, "depth": depth}
+def build_segmenter(resolution, width=16, depth=3, backbone="unet", pretrained=True):
+    """A fresh segmenter that remembers its resolution and settings (saved with it).
+
+    backbone: "unet", the from-scratch U-Net (the papers' setting), or "efficientnet", the ImageNet
+    EfficientNet-Lite0 as the encoder, fine-tuned (supervision the papers did not use; depth is then unused).
+    pretrained: start that encoder from the ImageNet weights (loading a saved segmenter does not need them).
+    """
+    if backbone not in BACKBONES:
+        raise BadValue(f"segmenter backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
+    model = UNet(width=width, depth=depth) if backbone == "unet" else EfficientNetUNet(width, pretrained)
+    model.resolution, model.settings = int(resolution), {"width": width, "depth": depth, "backbone": backbone}
     return model
 
 
@@ -38,7 +46,7 @@ def load_segmenter(path, device="cpu"):
     if not {"model", "resolution", "unet"} <= set(state):
         raise BadValue(f"{path} is not a segmenter checkpoint (needs model, resolution and unet entries; "
                        f"found {sorted(state)})")
-    model = build_segmenter(state["resolution"], **state["unet"]).to(device)
+    model = build_segmenter(state["resolution"], **state["unet"], pretrained=False).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state.get("meta", {})
 

@@ -9,10 +9,12 @@ one batch of fakes in every mode the same way: fake(G, batch, phase, rng, device
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import BadValue
 from ...losses import (drift_penalty, g_nonsaturating_loss, gradient_penalty, logistic_lazy_r1, wgan_d_loss,
                        wgan_g_loss)
+from ...networks.projected import ProjectedDiscriminator
 from ...runs import build_models
 
 
@@ -87,18 +89,37 @@ def _wgan_gp_critic(D, real, fake, alpha, lcfg, rng):
     return adv + lcfg["gp_lambda"] * gp + lcfg["drift"] * drift, stats
 
 
+def d_scores(D, images, alpha, rng):
+    """D's scores: the projected D augments (DiffAugment, drawing from rng) and ignores alpha; the StyleGAN2 D
+    takes alpha (progressive growing; None: no fade) and draws nothing."""
+    if isinstance(D, ProjectedDiscriminator):
+        return D(images, rng=rng)
+    return D(images) if alpha is None else D(images, alpha=alpha)
+
+
+def _hinge_critic(D, real, fake, alpha, rng):
+    real_scores, fake_scores = d_scores(D, real, alpha, rng), d_scores(D, fake, alpha, rng)
+    adv = F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+    return adv, {"loss/d_hinge": adv, "scores/real": real_scores.mean(), "scores/fake": fake_scores.mean()}
+
+
 def critic_loss(D, real, fake, alpha, lcfg, rng, step):
-    """D's loss by `loss.type`: "wgan-gp" (PerturbGAN eq. 6) or "logistic" with lazy R1 (StyleGAN2)."""
+    """D's loss by `loss.type`: "wgan-gp" (PerturbGAN eq. 6), "logistic" with lazy R1 (StyleGAN2), or "hinge"
+    without R1 (Projected GAN, Sauer et al. 2021)."""
     if lcfg["type"] == "wgan-gp":
         return _wgan_gp_critic(D, real, fake, alpha, lcfg, rng)
+    if lcfg["type"] == "hinge":
+        return _hinge_critic(D, real, fake, alpha, rng)
     if lcfg["type"] != "logistic":
-        raise BadValue(f"loss.type must be 'wgan-gp' or 'logistic', got {lcfg['type']!r}")
+        raise BadValue(f"loss.type must be 'wgan-gp', 'logistic' or 'hinge', got {lcfg['type']!r}")
     adv, r1, stats = logistic_lazy_r1(D, real, fake, step, lcfg["r1_gamma"], lcfg["r1_interval"], alpha=alpha)
     return adv + r1, stats
 
 
 def generator_adversarial_loss(fake_scores, lcfg):
-    """G's adversarial term matching critic_loss: -D(x^) (WGAN) or softplus(-D(x^)) (non-saturating)."""
+    """G's adversarial term matching critic_loss: -D(x^) (WGAN, hinge) or softplus(-D(x^)) (non-saturating)."""
     if lcfg["type"] == "wgan-gp":
         return wgan_g_loss(fake_scores), "loss/g_wgan"
+    if lcfg["type"] == "hinge":
+        return wgan_g_loss(fake_scores), "loss/g_hinge"
     return g_nonsaturating_loss(fake_scores), "loss/g_nonsaturating"

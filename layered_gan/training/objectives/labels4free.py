@@ -6,7 +6,8 @@ Only the alpha network and D train. Alpha network loss:
     alpha_adv_weight x softplus(-D(I)) + lambda1 B(M) + lambda2 C(M) + lambda3 E(M)
 with B(M) = min(M, 1 - M) (binarization), C(M) = relu(phi1 - mean M) (foreground coverage) and
 E(M) = relu(phi2 - mean(1 - M)) (background coverage), each per image then averaged.
-D loss: d_adv_weight x logistic loss + lazy R1 on real images (gamma 10 every 16 steps).
+D loss: d_adv_weight x logistic loss + lazy R1 on real images (gamma 10 every 16 steps); with the projected D
+(loss.type "hinge"), d_adv_weight x hinge loss and -D(I) for the alpha network.
 The paper's "weight of the non-saturating discriminator loss 0.1" is `d_adv_weight`; the authors'
 code instead scales the alpha network's adversarial term (`sat_weight`): `alpha_adv_weight`.
 
@@ -18,16 +19,16 @@ alpha_start_resolution, alpha_width. The networks are built by runs.build_models
 
 import torch
 
-from ...losses import (g_nonsaturating_loss, logistic_lazy_r1, mask_binarization, mask_max_coverage_hinge,
-                       mask_size_hinge)
+from ...losses import logistic_lazy_r1, mask_binarization, mask_max_coverage_hinge, mask_size_hinge
 from ...render import composite
 from ..monitors import mask_monitors
-from .base import Fake, Objective
+from .base import Fake, Objective, critic_loss, d_scores, generator_adversarial_loss
 
 
 class Labels4Free(Objective):
     def __init__(self, cfg):
         super().__init__(cfg)
+        self.lcfg = {"type": "logistic", **self.lcfg}  # runs from before loss.type existed here
         self.acfg = cfg["labels4free"]
 
     def fake(self, G, batch, phase, rng, device):
@@ -46,14 +47,17 @@ class Labels4Free(Objective):
         return terms
 
     def critic(self, D, real, fake, phase, rng, step):
+        if self.lcfg["type"] == "hinge":  # the projected D (Sauer et al. 2021): no R1
+            adv, stats = critic_loss(D, real, fake, None, self.lcfg, rng, step)
+            return self.lcfg["d_adv_weight"] * adv, stats
         adv, r1, stats = logistic_lazy_r1(D, real, fake, step, self.lcfg["r1_gamma"], self.lcfg["r1_interval"])
         return self.lcfg["d_adv_weight"] * adv + r1, stats
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, layers, _ = self.fake(G, batch, phase, rng, device)
-        adv = g_nonsaturating_loss(D(fake))
+        adv, adv_name = generator_adversarial_loss(d_scores(D, fake, None, rng), self.lcfg)
         loss = self.lcfg["alpha_adv_weight"] * adv
-        stats = {"loss/g_nonsaturating": adv}
+        stats = {adv_name: adv}
         for name, (weight, value) in self.regularizers(layers.mask).items():
             loss = loss + weight * value
             stats[name] = value

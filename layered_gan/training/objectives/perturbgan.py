@@ -6,11 +6,12 @@ WGAN-GP critic with drift (or logistic with lazy R1); generator loss
 import torch
 
 from ...losses import mask_binarization, mask_max_coverage_hinge, mask_size_hinge
+from ...networks.projected import ProjectedDiscriminator
 from ...perturbations import contrast_jitter, random_shift
 from ...render import composite
 from ...runs import load_stylegan2
 from ..monitors import mask_monitors
-from .base import Fake, Objective, critic_loss, generator_adversarial_loss, mixing_latents
+from .base import Fake, Objective, critic_loss, d_scores, generator_adversarial_loss, mixing_latents
 
 
 def perturbed_composite(layers, shift_range, jitter, generator):
@@ -26,14 +27,15 @@ class PerturbGAN(Objective):
         self.pcfg = cfg["perturb"]
 
     def initialize(self, G, D):
-        """With model.init, both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch).
-        Not part of build(): loading a finished run must not need it."""
+        """With model.init, both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch);
+        a projected D starts fresh. Not part of build(): loading a finished run must not need it."""
         m = self.cfg["model"]
         if m.get("init"):
             source_G, source_D = load_stylegan2(m["init"], discriminator=True, option="model.init")
             G.init_from(source_G, empty_background=m.get("init_empty_background", False))
-            # a port file's or NVIDIA pickle's D has only the full-resolution fromRGB: the others stay fresh
-            D.load_state_dict({**D.state_dict(), **source_D.state_dict()})
+            if not isinstance(D, ProjectedDiscriminator):  # a projected D starts fresh
+                # a port file's or NVIDIA pickle's D has only the full-resolution fromRGB: the others stay fresh
+                D.load_state_dict({**D.state_dict(), **source_D.state_dict()})
 
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng)
@@ -46,7 +48,7 @@ class PerturbGAN(Objective):
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, layers, ws = self.fake(G, batch, phase, rng, device)
-        adv, adv_name = generator_adversarial_loss(D(fake, alpha=phase.alpha), self.lcfg)
+        adv, adv_name = generator_adversarial_loss(d_scores(D, fake, phase.alpha, rng), self.lcfg)
         size = mask_size_hinge(layers.mask, self.lcfg["eta"])
         binar = mask_binarization(layers.mask)
         binar_weight = self.lcfg["binarization_weight"] if phase.resolution >= self.lcfg["binarize_from"] else 0

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .base import Fake, Objective, critic_loss, generator_adversarial_loss, mixing_latents
+from .base import Fake, Objective, critic_loss, d_scores, generator_adversarial_loss, mixing_latents
 
 
 class StyleGAN2(Objective):
@@ -24,7 +24,7 @@ class StyleGAN2(Objective):
 
     def g_loss(self, G, D, batch, phase, rng, step, device):
         fake, _, ws = self.fake(G, batch, phase, rng, device)
-        adv, adv_name = generator_adversarial_loss(D(fake, alpha=phase.alpha), self.lcfg)
+        adv, adv_name = generator_adversarial_loss(d_scores(D, fake, phase.alpha, rng), self.lcfg)
         stats = {adv_name: adv}
         loss = adv
         interval = self.lcfg.get("pl_interval", 4)
