@@ -3,11 +3,11 @@
 `load_plugin(name)` compiles `<name>.cpp` + `<name>.cu` beside this file with
 torch.utils.cpp_extension and ninja and returns the module, or None (with one
 warning) when no CUDA toolchain is usable. The kernels themselves live in
-`<name>_kernel.cuh`; `compile_cpu_kernels()` builds the same headers as C++
-for the CPU (cpu/), so that tests run them without a GPU. Two traps of pip-installed CUDA
-torch are handled here: CUDA_HOME may lack headers torch includes (cusparse.h)
-and an unversioned libcudart.so; both ship in the pip CUDA runtime wheels
-(site-packages/nvidia/cu*/include and lib/libcudart.so.N).
+`<name>_kernel.cuh`; `compile_cpu_kernels()` builds the same headers as C++ for
+the CPU (cpu/), so that tests run them without a GPU. Two traps of pip-installed
+CUDA torch are handled here: CUDA_HOME may lack headers torch includes
+(cusparse.h) and an unversioned libcudart.so; both ship in the pip CUDA runtime
+wheels (site-packages/nvidia/cu*/include and lib/libcudart.so.N).
 """
 
 import glob
