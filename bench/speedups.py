@@ -1,47 +1,40 @@
-"""Candidate speed-ups of a demo training iteration on the CPU, timed side by side (bench_networks --speedups).
+"""Speed-ups of a demo training iteration on the CPU, timed side by side (bench_networks --speedups).
 
 An iteration is the training loop's: a D step (with lazy R1 on its steps) and a G step, built from a config
 in configs/ as it stands. Variants:
-- eager: as the training loop runs today;
-- channels_last: networks and real images in channels-last memory format;
-- compile: torch.compile (inductor) on the mapping and synthesis networks and on D's forward. Double backward
-  does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same parameters);
-- compile+channels_last: both;
-- fused: the synthesis layers' elementwise tail (demodulation, noise, bias, leaky ReLU and its gain) in three
-  in-place passes over one buffer instead of five, and the demodulation coefficients from a [B, I] x [I, O]
-  product instead of the [B, O, I, k, k] modulated weights (eager); channels_last+fused: both.
+- unfused: the synthesis layers as they were before issue 21 (demodulation, noise, bias, leaky ReLU and its
+  gain in five passes; demodulation coefficients from the [B, O, I, k, k] modulated weights);
+- fused: the layers as they are (ModulatedConv._fused_forward on the CPU), contiguous memory format;
+- channels_last: fused, networks and real images in channels-last format (model.channels_last, as the demo
+  configs train);
+- compile: fused, with torch.compile (inductor) on the mapping and synthesis networks and on D's forward.
+  Double backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same
+  parameters);
+- compile+channels_last: both.
 """
 
-import math
 import time
 import types
 
 import torch
-import torch.nn.functional as F
 
 from layered_gan.config import load_config
-from layered_gan.networks.layers import ModulatedConv, conv2d_resample
+from cuda_ops import bias_act
+from layered_gan.networks.layers import ModulatedConv, modulated_conv2d
 from layered_gan.networks.stylegan2 import MappingNetwork, SynthesisNetwork
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
-VARIANTS = ("eager", "channels_last", "compile", "compile+channels_last", "fused", "channels_last+fused")
-LRELU_GAIN, LRELU_ALPHA = math.sqrt(2), 0.2
+VARIANTS = ("unfused", "fused", "channels_last", "compile", "compile+channels_last")
 
 
-def fused_synthesis_layer(self, x, w, noise=None):
-    """ModulatedConv.forward (fast formulation, not tRGB) with its elementwise tail fused (variant 'fused')."""
-    styles = self.affine(w)
-    weight = self.weight * self.weight_gain
-    dcoefs = (styles.square() @ weight.square().sum([2, 3]).T + 1e-8).rsqrt()  # [B, O]
-    x = conv2d_resample(x * styles[:, :, None, None], weight, self.resample_filter, up=self.up)
+def unfused_synthesis_layer(self, x, w, noise=None):
+    """ModulatedConv.forward (fast formulation, not tRGB) as it was before issue 21 (variant 'unfused')."""
+    x = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), up=self.up,
+                         resample_filter=self.resample_filter)
     if noise is None:
         noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
-    # lrelu(z) * gain = lrelu(z * gain) for gain > 0: the gain goes into the coefficients.
-    out = x * (dcoefs * LRELU_GAIN)[:, :, None, None]  # mul keeps its inputs for backward, so out may change
-    out.addcmul_(noise, self.noise_strength * LRELU_GAIN)
-    out.add_((self.bias * LRELU_GAIN)[None, :, None, None])
-    return F.leaky_relu_(out, LRELU_ALPHA)
+    return bias_act(x + noise * self.noise_strength, self.bias, act="lrelu")
 
 
 class DemoIteration:
@@ -61,10 +54,10 @@ class DemoIteration:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
             self.real = self.real.contiguous(memory_format=torch.channels_last)
         self.D_fast = self.D
-        if "fused" in variant:
+        if variant == "unfused":
             for module in self.G.modules():
                 if isinstance(module, ModulatedConv) and not module.to_rgb and module.formulation == "fast":
-                    module.forward = types.MethodType(fused_synthesis_layer, module)
+                    module.forward = types.MethodType(unfused_synthesis_layer, module)
         if "compile" in variant:
             for module in self.G.modules():
                 if isinstance(module, (MappingNetwork, SynthesisNetwork)):

@@ -83,6 +83,8 @@ def train(cfg, out, resume=None, device="cpu"):
     if not resume:
         objective.initialize(G, D)  # a fresh run's starting weights (PerturbGAN's model.init)
     G, D = G.to(device), D.to(device)
+    if cfg["model"].get("channels_last"):  # faster on the CPU demos (bench/RESULTS.md, issue 21)
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
     opt_g = torch.optim.Adam(G.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
