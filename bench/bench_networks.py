@@ -9,7 +9,7 @@ reference against CUDA where a GPU is present.
 
     python bench/bench_networks.py                  # small and config-f widths
     python bench/bench_networks.py --configs small --steps 5
-    python bench/bench_networks.py --speedups unfused,fused,channels_last --iterations 200
+    python bench/bench_networks.py --speedups fast,fused,fused+channels_last --iterations 200
 
 --speedups times the candidate speed-ups of bench/speedups.py on the demo configs' own iteration instead,
 the variants interleaved in one run.
@@ -115,8 +115,8 @@ def print_speedups(config, variants, iterations, warmup, chunk):
 @click.option("--warmup", default=1, show_default=True)
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 @click.option("--ops/--no-ops", default=True, show_default=True, help="Also time the fused ops.")
-@click.option("--speedups", default=None, help="Comma-separated variants of bench/speedups.py (unfused, fused, "
-              "channels_last, compile, compile+channels_last), the first the baseline. Times those instead (CPU).")
+@click.option("--speedups", default=None, help="Comma-separated variants of bench/speedups.py (fast, fused, "
+              "fused+channels_last, fast+compile, ...), the first the baseline. Times those instead (CPU).")
 @click.option("--speedup-configs", default="stylegan2_demo,demo", show_default=True, help="Configs for --speedups.")
 @click.option("--iterations", default=200, show_default=True, help="--speedups: timed iterations per variant.")
 @click.option("--chunk", default=10, show_default=True, help="--speedups: iterations per turn of a variant.")

@@ -1,64 +1,45 @@
 """Speed-ups of a demo training iteration on the CPU, timed side by side (bench_networks --speedups).
 
 An iteration is the training loop's: a D step (with lazy R1 on its steps) and a G step, built from a config
-in configs/ as it stands. Variants:
-- unfused: the synthesis layers as they were before issue 21 (demodulation, noise, bias, leaky ReLU and its
-  gain in five passes; demodulation coefficients from the [B, O, I, k, k] modulated weights);
-- fused: the layers as they are (ModulatedConv._fused_forward on the CPU), contiguous memory format;
-- channels_last: fused, networks and real images in channels-last format (model.channels_last, as the demo
-  configs train);
-- compile: fused, with torch.compile (inductor) on the mapping and synthesis networks and on D's forward.
-  Double backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same
-  parameters);
-- compile+channels_last: both.
+in configs/ as it stands. A variant joins with '+' a formulation (model.formulation: fast, the default, or
+fused, which fuses each synthesis layer's elementwise tail) and optionally
+- channels_last: networks and real images in channels-last memory format (model.channels_last);
+- compile: torch.compile (inductor) on the mapping and synthesis networks and on D's forward. Double
+  backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same parameters).
+E.g. fast, fused+channels_last, fast+compile.
 """
 
 import time
-import types
 
 import torch
 
 from layered_gan.config import load_config
-from cuda_ops import bias_act
-from layered_gan.networks.layers import ModulatedConv, modulated_conv2d
 from layered_gan.networks.stylegan2 import MappingNetwork, SynthesisNetwork
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
-VARIANTS = ("unfused", "fused", "channels_last", "compile", "compile+channels_last")
-
-
-def unfused_synthesis_layer(self, x, w, noise=None):
-    """ModulatedConv.forward (fast formulation, not tRGB) as it was before issue 21 (variant 'unfused')."""
-    x = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), up=self.up,
-                         resample_filter=self.resample_filter)
-    if noise is None:
-        noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
-    return bias_act(x + noise * self.noise_strength, self.bias, act="lrelu")
+FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile")
 
 
 class DemoIteration:
     """One variant's networks, optimizers and random streams, stepped one training iteration at a time."""
 
     def __init__(self, config, variant, seed=0):
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-        self.cfg = load_config(config)
+        formulation, *options = variant.split("+")
+        if formulation not in FORMULATIONS or not set(options) <= set(OPTIONS):
+            raise ValueError(f"bad variant {variant!r}: one of {FORMULATIONS}, then '+' any of {OPTIONS}")
+        self.cfg = load_config(config, [f"model.formulation={formulation}"])
         res, scfg = self.cfg["model"]["resolution"], self.cfg["schedule"]
         self.objective = make_objective(self.cfg)
         torch.manual_seed(seed)
         self.G, self.D = self.objective.build()
         self.phase = phase_at(0, scfg, res)
         self.real = torch.randn(self.phase.batch, 3, res, res, generator=torch.Generator().manual_seed(seed))
-        if "channels_last" in variant:
+        if "channels_last" in options:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
             self.real = self.real.contiguous(memory_format=torch.channels_last)
         self.D_fast = self.D
-        if variant == "unfused":
-            for module in self.G.modules():
-                if isinstance(module, ModulatedConv) and not module.to_rgb and module.formulation == "fast":
-                    module.forward = types.MethodType(unfused_synthesis_layer, module)
-        if "compile" in variant:
+        if "compile" in options:
             for module in self.G.modules():
                 if isinstance(module, (MappingNetwork, SynthesisNetwork)):
                     module.compile()

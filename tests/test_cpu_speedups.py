@@ -37,13 +37,12 @@ def one_step_float64(cfg, G, D):
 
 @pytest.mark.parametrize("config", ["demo", "stylegan2_demo"])
 def test_channels_last_step_matches_the_contiguous_step(config):
-    """model.channels_last (on in both demo configs): the same losses and gradients.
+    """--set model.channels_last=true: the same losses and gradients.
 
     In float64 they agree to rounding (1e-9). In float32 the losses agree within 1e-5, but gradients do not
     always: another summation order flips a few leaky-ReLU kinks (up to 4e-4 seen on stylegan2_demo).
     """
-    cfg = load_config(config, ["schedule.batch=8"])
-    assert cfg["model"]["channels_last"]
+    cfg = load_config(config, ["schedule.batch=8", "model.channels_last=true", "model.formulation=fused"])
     torch.manual_seed(0)
     G, D = make_objective(cfg).build()
     G_cl, D_cl = (copy.deepcopy(net).to(memory_format=torch.channels_last) for net in (G, D))
@@ -55,9 +54,9 @@ def test_channels_last_step_matches_the_contiguous_step(config):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_fused_synthesis_layers_match_the_plain_formulation_step():
-    """The fast formulation's fused layer tail (CPU) against the plain formulation's separate passes, float64."""
-    cfg = load_config("demo", ["schedule.batch=4"])
+def test_fused_formulation_step_matches_the_plain_formulation_step():
+    """formulation='fused' (the synthesis layers' tail fused, on the CPU) against 'plain' (separate passes)."""
+    cfg = load_config("demo", ["schedule.batch=4", "model.formulation=fused"])
     torch.manual_seed(0)
     G, D = make_objective(cfg).build()
     with torch.no_grad():

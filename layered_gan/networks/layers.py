@@ -11,6 +11,10 @@ Two formulations of the same computation are available (`formulation=`):
 - 'plain': the straightforward one: per-sample modulated weights in a grouped
   convolution, up-sampling by zero insertion and FIR before the convolution,
   down-sampling by FIR and decimation after it.
+- 'fused': 'fast' with each synthesis layer's elementwise tail (demodulation,
+  noise, bias, leaky ReLU, gain) in three in-place passes off CUDA, where no
+  bias_act kernel fuses them (ModulatedConv._fused_forward): faster on the CPU
+  (bench/RESULTS.md, issue 21), same result up to float rounding.
 Both give the same result up to float rounding (tests check it); 'plain' is
 kept as the baseline the benchmark measures against.
 """
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 
 from cuda_ops import ACTIVATIONS, bias_act, setup_filter, upfirdn2d
 
-FORMULATIONS = ("fast", "plain")
+FORMULATIONS = ("fast", "plain", "fused")
 
 
 class EqualLinear(nn.Module):
@@ -138,7 +142,7 @@ class ModulatedConv(nn.Module):
         """x [B, I, H, W], w [B, w_dim]; noise [B or 1, 1, H', W'] or None (fresh Gaussian noise)."""
         styles = self.affine(w)
         weight = self.weight * self.weight_gain
-        if self.formulation == "fast" and not self.to_rgb and not x.is_cuda:
+        if self.formulation == "fused" and not self.to_rgb and not x.is_cuda:
             return self._fused_forward(x, weight, styles, noise)
         x = modulated_conv2d(x, weight, styles, demodulate=not self.to_rgb, up=self.up,
                              resample_filter=self.resample_filter, formulation=self.formulation)
@@ -154,9 +158,9 @@ class ModulatedConv(nn.Module):
         return noise
 
     def _fused_forward(self, x, weight, styles, noise):
-        """The fast formulation with demodulation, noise, bias and leaky ReLU in three in-place passes over one
-        buffer (off CUDA, where no bias_act kernel fuses them), and the demodulation coefficients from a
-        [B, I] x [I, O] product instead of the [B, O, I, k, k] modulated weights (bench/RESULTS.md, issue 21)."""
+        """formulation='fused': demodulation, noise, bias and leaky ReLU in three in-place passes over one buffer,
+        and the demodulation coefficients from a [B, I] x [I, O] product instead of the [B, O, I, k, k]
+        modulated weights."""
         dcoefs = (styles.square() @ weight.square().sum([2, 3]).T + 1e-8).rsqrt()  # [B, O]
         x = conv2d_resample(x * styles[:, :, None, None].to(x.dtype), weight, self.resample_filter, up=self.up)
         gain, alpha = ACTIVATIONS["lrelu"].gain, ACTIVATIONS["lrelu"].alpha
