@@ -3,7 +3,7 @@
 Every weight is stored N(0, 1) and scaled at run time by 1/sqrt(fan_in), so
 Adam sees the same dynamic range in every layer.
 
-Two formulations of the same computation are available (`formulation=`):
+Three formulations of the same computation are available (`formulation=`):
 - 'fast' (default): modulation scales activations and demodulation scales
   outputs around one ordinary convolution shared by the batch; up-sampling
   convolutions run as a transposed convolution on the coarse grid followed by
@@ -14,8 +14,8 @@ Two formulations of the same computation are available (`formulation=`):
 - 'fused': 'fast' with each synthesis layer's elementwise tail (demodulation,
   noise, bias, leaky ReLU, gain) in three in-place passes off CUDA, where no
   bias_act kernel fuses them (ModulatedConv._fused_forward): faster on the CPU
-  (bench/RESULTS.md, issue 21), same result up to float rounding.
-Both give the same result up to float rounding (tests check it); 'plain' is
+  (bench/RESULTS.md, issue 21).
+All give the same result up to float rounding (tests check it); 'plain' is
 kept as the baseline the benchmark measures against.
 """
 
