@@ -9,6 +9,10 @@ reference against CUDA where a GPU is present.
 
     python bench/bench_networks.py                  # small and config-f widths
     python bench/bench_networks.py --configs small --steps 5
+    python bench/bench_networks.py --speedups fast,fused,fused+channels_last --iterations 200
+
+--speedups times the candidate speed-ups of bench/speedups.py on the demo configs' own iteration instead,
+the variants interleaved in one run.
 """
 
 import os
@@ -24,6 +28,7 @@ from cuda_ops import bias_act, setup_filter, upfirdn2d  # noqa: E402
 from layered_gan.networks import channel_widths  # noqa: E402
 from layered_gan.training.objectives import StyleGAN2  # noqa: E402
 from layered_gan.training.schedule import phase_at  # noqa: E402
+from speedups import compare  # noqa: E402
 
 CONFIGS = {
     # name: resolution, batch, channel widths, z/w dim, mapping layers
@@ -94,14 +99,33 @@ def bench_ops(device, repeats=20):
         print(f"  {label:40s}" + "".join(f"  {impl} {ms:8.2f}" for impl, ms in zip(impls, row)) + ratio)
 
 
+def print_speedups(config, variants, iterations, warmup, chunk):
+    print(f"\n{config}: one training iteration (D step, lazy R1 included, and G step), {iterations} "
+          f"iterations per variant after {warmup} of warm-up, interleaved {chunk} at a time", flush=True)
+    results = compare(config, variants, iterations, warmup, chunk, log=lambda line: print(line, flush=True))
+    base = results[variants[0]][0]
+    for variant, (mean, warm, batch) in results.items():
+        print(f"  {variant:21s}: {mean:6.3f} s/iteration, {batch / mean:6.1f} images/s, {base / mean:.2f}x; "
+              f"warm-up {warm:.1f} s", flush=True)
+
+
 @click.command()
 @click.option("--configs", default="small,config-f", show_default=True, help="Comma-separated: small, config-f.")
 @click.option("--steps", default=3, show_default=True, help="Timed iterations per formulation.")
 @click.option("--warmup", default=1, show_default=True)
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 @click.option("--ops/--no-ops", default=True, show_default=True, help="Also time the fused ops.")
-def main(configs, steps, warmup, device, ops):
+@click.option("--speedups", default=None, help="Comma-separated variants of bench/speedups.py (fast, fused, "
+              "fused+channels_last, fast+compile, ...), the first the baseline. Times those instead (CPU).")
+@click.option("--speedup-configs", default="stylegan2_demo,demo", show_default=True, help="Configs for --speedups.")
+@click.option("--iterations", default=200, show_default=True, help="--speedups: timed iterations per variant.")
+@click.option("--chunk", default=10, show_default=True, help="--speedups: iterations per turn of a variant.")
+def main(configs, steps, warmup, device, ops, speedups, speedup_configs, iterations, chunk):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if speedups:
+        for config in speedup_configs.split(","):
+            print_speedups(config, speedups.split(","), iterations, warmup, chunk)
+        return
     for name in configs.split(","):
         res, batch, widths, _, _ = CONFIGS[name]
         print(f"\n{name}: {res}x{res}, batch {batch}, widths {channel_widths(res, **widths)}")

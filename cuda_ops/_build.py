@@ -2,10 +2,12 @@
 
 `load_plugin(name)` compiles `<name>.cpp` + `<name>.cu` beside this file with
 torch.utils.cpp_extension and ninja and returns the module, or None (with one
-warning) when no CUDA toolchain is usable. Two traps of pip-installed CUDA
-torch are handled here: CUDA_HOME may lack headers torch includes (cusparse.h)
-and an unversioned libcudart.so; both ship in the pip CUDA runtime wheels
-(site-packages/nvidia/cu*/include and lib/libcudart.so.N).
+warning) when no CUDA toolchain is usable. The kernels themselves live in
+`<name>_kernel.cuh`; `compile_cpu_kernels()` builds the same headers as C++ for
+the CPU (cpu/), so that tests run them without a GPU. Two traps of pip-installed
+CUDA torch are handled here: CUDA_HOME may lack headers torch includes
+(cusparse.h) and an unversioned libcudart.so; both ship in the pip CUDA runtime
+wheels (site-packages/nvidia/cu*/include and lib/libcudart.so.N).
 """
 
 import glob
@@ -56,9 +58,10 @@ def _pip_cuda_dirs():
     return includes, libs
 
 
-def _build_dir(name, sources):
+def _build_dir(name, files):
+    """A cache folder named after the hash of every file the build reads (sources and kernel headers)."""
     digest = hashlib.sha1()
-    for src in sources:
+    for src in files:
         with open(src, "rb") as fh:
             digest.update(fh.read())
     digest.update(f"{torch.__version__}-{torch.version.cuda}".encode())
@@ -97,7 +100,7 @@ def compile_plugin(name, verbose=False):
     if torch.version.cuda is None:
         raise RuntimeError(f"torch {torch.__version__} is a CPU build; the CUDA kernels need a CUDA build of torch")
     sources = [os.path.join(_HERE, f"{name}.cpp"), os.path.join(_HERE, f"{name}.cu")]
-    build_dir = _build_dir(name, sources)
+    build_dir = _build_dir(name, sources + _kernel_headers(name))
     includes, ldflags = build_flags(cuda_home, build_dir)
     cpp_extension.CUDA_HOME = cuda_home  # torch guesses it at import time, sometimes wrongly
     os.environ.setdefault("CUDA_HOME", cuda_home)
@@ -111,6 +114,28 @@ def compile_plugin(name, verbose=False):
         extra_include_paths=includes,
         extra_ldflags=ldflags,
         extra_cuda_cflags=["-O3"],
+        verbose=verbose,
+    )
+
+
+def _kernel_headers(*names):
+    return [os.path.join(_HERE, "kernel_common.cuh")] + [os.path.join(_HERE, f"{n}_kernel.cuh") for n in names]
+
+
+def compile_cpu_kernels(verbose=False):
+    """Both CUDA kernels compiled as C++ and launched on the CPU (cpu/kernels_cpu.cpp), for tests.
+
+    Same machinery and cache as the CUDA build; raises if no C++ compiler works.
+    """
+    from torch.utils import cpp_extension
+
+    sources = [os.path.join(_HERE, "cpu", "kernels_cpu.cpp")]
+    headers = _kernel_headers("upfirdn2d", "bias_act") + [os.path.join(_HERE, "cpu", "cuda_shim.h")]
+    return cpp_extension.load(
+        name="layered_gan_kernels_cpu",
+        sources=sources,
+        build_directory=_build_dir("kernels_cpu", sources + headers),
+        extra_cflags=["-O2"],
         verbose=verbose,
     )
 

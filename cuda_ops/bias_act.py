@@ -87,6 +87,7 @@ def _run(x, b, dy, ddz, mode, dim, code, alpha, gain, clamp):
     step = 1
     for size in x.shape[dim + 1:]:
         step *= size
+    step = max(step, 1)  # a zero-sized trailing dimension: nothing to compute, but the binding wants step >= 1
     return load_plugin("bias_act").bias_act(
         x.contiguous(), empty if b is None else b.to(x.dtype).contiguous(),
         empty if dy is None else dy.contiguous(), empty if ddz is None else ddz.contiguous(),

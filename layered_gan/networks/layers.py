@@ -3,7 +3,7 @@
 Every weight is stored N(0, 1) and scaled at run time by 1/sqrt(fan_in), so
 Adam sees the same dynamic range in every layer.
 
-Two formulations of the same computation are available (`formulation=`):
+Three formulations of the same computation are available (`formulation=`):
 - 'fast' (default): modulation scales activations and demodulation scales
   outputs around one ordinary convolution shared by the batch; up-sampling
   convolutions run as a transposed convolution on the coarse grid followed by
@@ -11,7 +11,11 @@ Two formulations of the same computation are available (`formulation=`):
 - 'plain': the straightforward one: per-sample modulated weights in a grouped
   convolution, up-sampling by zero insertion and FIR before the convolution,
   down-sampling by FIR and decimation after it.
-Both give the same result up to float rounding (tests check it); 'plain' is
+- 'fused': 'fast' with each synthesis layer's elementwise tail (demodulation,
+  noise, bias, leaky ReLU, gain) in three in-place passes off CUDA, where no
+  bias_act kernel fuses them (ModulatedConv._fused_forward): faster on the CPU
+  (bench/RESULTS.md, issue 21).
+All give the same result up to float rounding (tests check it); 'plain' is
 kept as the baseline the benchmark measures against.
 """
 
@@ -21,9 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cuda_ops import bias_act, setup_filter, upfirdn2d
+from cuda_ops import ACTIVATIONS, bias_act, setup_filter, upfirdn2d
 
-FORMULATIONS = ("fast", "plain")
+FORMULATIONS = ("fast", "plain", "fused")
 
 
 class EqualLinear(nn.Module):
@@ -140,14 +144,36 @@ class ModulatedConv(nn.Module):
     def forward(self, x, w, noise=None):
         """x [B, I, H, W], w [B, w_dim]; noise [B or 1, 1, H', W'] or None (fresh Gaussian noise)."""
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=not self.to_rgb, up=self.up,
+        weight = self.weight * self.weight_gain
+        if self.formulation == "fused" and not self.to_rgb and not x.is_cuda:
+            return self._fused_forward(x, weight, styles, noise)
+        x = modulated_conv2d(x, weight, styles, demodulate=not self.to_rgb, up=self.up,
                              resample_filter=self.resample_filter, formulation=self.formulation)
         if self.to_rgb:
             return bias_act(x, self.bias, clamp=self.conv_clamp)
-        if noise is None:
-            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
-        x = x + noise * self.noise_strength
+        x = x + self._noise(x, noise) * self.noise_strength
         return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp)
+
+    @staticmethod
+    def _noise(x, noise):
+        if noise is None:
+            return torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        return noise
+
+    def _fused_forward(self, x, weight, styles, noise):
+        """formulation='fused': demodulation, noise, bias and leaky ReLU in three in-place passes over one buffer,
+        and the demodulation coefficients from a [B, I] x [I, O] product instead of the [B, O, I, k, k]
+        modulated weights."""
+        dcoefs = (styles.square() @ weight.square().sum([2, 3]).T + 1e-8).rsqrt()  # [B, O]
+        x = conv2d_resample(x * styles[:, :, None, None].to(x.dtype), weight, self.resample_filter, up=self.up)
+        gain, alpha = ACTIVATIONS["lrelu"].gain, ACTIVATIONS["lrelu"].alpha
+        # lrelu(z) * gain = lrelu(z * gain) for gain > 0, so the gain goes into the coefficients. mul keeps its
+        # inputs, not its output, for backward: the output may be updated in place.
+        out = x * (dcoefs * gain)[:, :, None, None].to(x.dtype)
+        out.addcmul_(self._noise(x, noise), self.noise_strength * gain)
+        out.add_((self.bias * gain)[None, :, None, None].to(x.dtype))
+        out = F.leaky_relu_(out, alpha)
+        return out if self.conv_clamp is None else out.clamp_(-self.conv_clamp, self.conv_clamp)
 
 
 class ConvLayer(nn.Module):

@@ -66,6 +66,9 @@ class Run:
         if not resume:
             objective.initialize(self.G, self.D)  # a fresh run's starting weights (PerturbGAN's model.init)
         self.G, self.D = self.G.to(device), self.D.to(device)
+        if cfg["model"].get("channels_last"):  # faster on the CPU demos (bench/RESULTS.md, issue 21)
+            self.G = self.G.to(memory_format=torch.channels_last)
+            self.D = self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
