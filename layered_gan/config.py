@@ -133,7 +133,7 @@ def _one_of(*values):
 
 
 RULES = {
-    "seed": _COUNT0, "workers": _COUNT0, "mixing_prob": _PROBABILITY,
+    "seed": _COUNT0, "workers": _COUNT0, "mixing_prob": _PROBABILITY, "lazy_adam": _BOOL,
     "betas": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
               "two numbers in [0, 1)"),
     "data.hflip": _BOOL, "data.crop": _one_of("random", "center"),
@@ -161,6 +161,7 @@ RULES = {
     "log.tick_kimg": _POSITIVE, "log.checkpoint_kimg": _POSITIVE, "log.grid_size": _COUNT,
     "labels4free.truncation": _NON_NEGATIVE, "labels4free.zero": _one_of("const", "conv"),
     "labels4free.alpha_start_resolution": _RESOLUTION, "labels4free.alpha_width": _COUNT,
+    "labels4free.alpha_network": _one_of("authors", "compact"), "labels4free.same_latent": _BOOL,
 }
 
 

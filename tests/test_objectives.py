@@ -124,3 +124,13 @@ def test_perturbgan_model_init_starts_both_layers_and_the_critic_from_a_stylegan
     with pytest.raises(ValueError, match="not a StyleGAN2 one"):
         obj.initialize(G, D)
     perturb_objective(model={"init": str(tmp_path / "missing.pt")})  # building (to load a run) reads no init
+
+
+def test_lazy_adam_ratios_per_mode():
+    """StyleGAN2 sec. 3.1: c = k / (k + 1) per lazily regularized network; 1 when lazy_adam is off or not lazy."""
+    from layered_gan.training.loop import lazy_ratios
+    obj = objective(pl_weight=2.0)[0]
+    assert lazy_ratios({"lazy_adam": True}, obj) == {"G": 2 / 3, "D": 4 / 5}
+    assert lazy_ratios({"lazy_adam": False}, obj) == {"G": 1, "D": 1}
+    assert lazy_ratios({"lazy_adam": True}, objective()[0]) == {"G": 1, "D": 4 / 5}  # no path-length term
+    assert lazy_ratios({"lazy_adam": True}, objective(type="wgan-gp")[0]) == {"G": 1, "D": 1}  # WGAN-GP: not lazy

@@ -57,6 +57,17 @@ def check_finite(stats, step, ckpt_path):
             raise FloatingPointError(f"non-finite {name} = {value} at step {step}; last good checkpoint: {last}")
 
 
+def lazy_ratios(cfg, objective):
+    """{"G": c, "D": c}: c = interval / (interval + 1) for a network regularized lazily when config `lazy_adam` is
+    on (StyleGAN2 sec. 3.1: lr x c, betas ** c), else 1."""
+    intervals = objective.lazy_intervals() if cfg.get("lazy_adam", False) else {}
+    ratios = {}
+    for net in ("G", "D"):
+        k = intervals.get(net)
+        ratios[net] = k / (k + 1) if k else 1
+    return ratios
+
+
 class Run:
     """What a training run holds between steps: models, optimizers, its RNG stream and its position."""
 
@@ -68,8 +79,10 @@ class Run:
         self.G, self.D = self.G.to(device), self.D.to(device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
+        self.lr_ratio = lazy_ratios(cfg, objective)
+        self.opt_g, self.opt_d = (torch.optim.Adam(net.parameters(), lr=0.001,
+                                                   betas=tuple(b ** self.lr_ratio[name] for b in cfg["betas"]))
+                                  for name, net in (("G", self.G), ("D", self.D)))
         self.rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ...
         self.images_seen, self.step = 0, 0
 
@@ -119,9 +132,9 @@ def start_phase(run, phase, dataset, cfg, world):
     loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG
         dataset, batch_size=phase.batch // world, sampler=sampler, num_workers=cfg["workers"],
         persistent_workers=cfg["workers"] > 0, generator=torch.Generator().manual_seed(cfg["seed"]))
-    for opt in (run.opt_g, run.opt_d):
+    for opt, name in ((run.opt_g, "G"), (run.opt_d, "D")):
         for group in opt.param_groups:
-            group["lr"] = phase.lr
+            group["lr"] = phase.lr * run.lr_ratio[name]
     return iter(loader)
 
 

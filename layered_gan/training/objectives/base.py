@@ -35,6 +35,11 @@ class Objective:
     def initialize(self, G, D):
         """A fresh run's starting weights, beyond build()'s (e.g. PerturbGAN's model.init); none by default."""
 
+    def lazy_intervals(self):
+        """{"G": steps, "D": steps} between lazy regularization steps of each network (None: not lazy), for the
+        Adam rescaling of config `lazy_adam` (StyleGAN2 sec. 3.1). D: R1 of the logistic loss."""
+        return {"G": None, "D": self.lcfg["r1_interval"] if self.lcfg.get("type", "logistic") == "logistic" else None}
+
     def fake(self, G, batch, phase, rng, device):
         """A Fake for `batch` fresh latents, all randomness from `rng` (a CPU torch.Generator)."""
         raise NotImplementedError

@@ -14,6 +14,10 @@ class StyleGAN2(Objective):
         super().__init__(cfg)
         self.pl_mean = torch.zeros([])
 
+    def lazy_intervals(self):
+        """G: the path-length interval when that term is on."""
+        return {**super().lazy_intervals(), "G": self.lcfg.get("pl_interval", 4) if self.lcfg.get("pl_weight") else None}
+
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng)
         ws = G.styles(z, z2, inject)
