@@ -17,22 +17,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cuda_ops import setup_filter, upfirdn2d
+
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
 from ..errors import BadValue
 from ..files import write_json
 from ..images import save_image_grid
-from .ema import ema_beta, update_ema
+from .ema import step_beta, update_ema
 from .objectives import make_objective
 from .run_folder import remove_stale_temporaries
 from .schedule import phase_at
 
 
-def fade_real(real, alpha):
-    """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version."""
+FADE_FILTER = (1, 3, 3, 1)  # the networks' resample_filter
+
+
+def fade_real(real, alpha, resampling="fir"):
+    """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version; "fir" resamples
+    with the [1, 3, 3, 1] filter of the generator's fade (SynthesisNetwork.upsample_rgb) and D's down-sampling, so
+    during a fade reals and fakes share one blur; "box" is average pooling and nearest up-sampling."""
     if alpha >= 1:
         return real
-    return F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest").lerp(real, alpha)
+    if resampling == "box":
+        low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+    else:
+        f = setup_filter(FADE_FILTER, device=real.device)
+        low = upfirdn2d(upfirdn2d(real, f, down=2, padding=1), f, up=2, padding=(2, 1, 2, 1), gain=4)
+    return low.lerp(real, alpha)
 
 
 def average_gradients(module, world_size):
@@ -138,11 +150,11 @@ def start_phase(run, phase, dataset, cfg, world):
     return iter(loader)
 
 
-def train_step(run, objective, real, phase, world, ema_cfg):
+def train_step(run, objective, real, phase, world, cfg):
     """One critic step, one generator step, the EMA update; returns (losses, stats, extras)."""
     G, D = run.G, run.D
     device = real.device
-    d_loss, stats = objective.d_loss(G, D, fade_real(real, phase.alpha), phase, run.rng, run.step)
+    d_loss, stats = objective.d_loss(G, D, fade_real(real, phase.alpha, cfg["schedule"].get("real_fade", "box")), phase, run.rng, run.step)
     run.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     if world > 1:
@@ -162,7 +174,7 @@ def train_step(run, objective, real, phase, world, ema_cfg):
 
     run.images_seen += phase.batch
     run.step += 1
-    update_ema(run.G_ema, G, ema_beta(phase.batch, run.images_seen, ema_cfg["half_life_kimg"], ema_cfg["rampup"]))
+    update_ema(run.G_ema, G, step_beta(cfg["ema"], phase.batch, run.images_seen))
     return (d_loss.item(), g_loss.item()), {k: v.item() for k, v in stats.items()}, extras
 
 
@@ -230,7 +242,7 @@ def train(cfg, out, resume=None, device="cpu"):
                 run.save(ckpt_path, objective, cfg, rank, world)
             batches = start_phase(run, p, dataset, cfg, world)
         phase = p
-        losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg["ema"])
+        losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg)
         check_finite(stats, run.step, ckpt_path)
         log.step(run, objective, phase, losses, stats, extras)
         if run.images_seen >= next_ckpt + cfg["log"]["checkpoint_kimg"] * 1000 or run.images_seen >= total:

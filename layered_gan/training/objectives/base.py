@@ -6,6 +6,7 @@ Each step the loop calls `d_loss` (the critic's step on real images and fresh fa
 one batch of fakes in every mode the same way: fake(G, batch, phase, rng, device) -> Fake.
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -73,12 +74,15 @@ class Objective:
         pass
 
 
-def mixing_latents(G, batch, mixing_prob, device, rng):
-    """(z, z2, inject_index): with probability mixing_prob a second latent takes over at a random layer."""
+def mixing_latents(G, batch, mixing_prob, device, rng, resolution):
+    """(z, z2, inject_index): with probability mixing_prob a second latent takes over at a random layer among
+    those active at `resolution` (2 log2(resolution) - 2 style slots; StyleGAN's code draws the crossover
+    below its current layer count too), so every mixing draw mixes."""
     z = torch.randn(batch, G.z_dim, generator=rng).to(device)
     if torch.rand([], generator=rng) < mixing_prob:
         z2 = torch.randn(batch, G.z_dim, generator=rng).to(device)
-        return z, z2, int(torch.randint(1, G.n_latent, [], generator=rng))
+        active = min(G.n_latent, 2 * int(math.log2(resolution)) - 2)
+        return z, z2, int(torch.randint(1, active, [], generator=rng))
     return z, None, None
 
 

@@ -19,7 +19,7 @@ class StyleGAN2(Objective):
         return {**super().lazy_intervals(), "G": self.lcfg.get("pl_interval", 4) if self.lcfg.get("pl_weight") else None}
 
     def fake(self, G, batch, phase, rng, device):
-        z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng)
+        z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng, phase.resolution)
         ws = G.styles(z, z2, inject)
         return Fake(G.synthesis(ws, resolution=phase.resolution, alpha=phase.alpha), ws=ws)
 
