@@ -177,7 +177,7 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
             gamma, width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
-            min_coverage, histogram, component_ratio, threshold, truncation, device):
+            min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
@@ -186,7 +186,7 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
     if source is None and not pairs_dir:
         raise click.UsageError("no pairs: give --ckpt (a layered or Labels4Free run), --directions or --pairs")
     filters = dict(max_coverage=max_coverage, min_coverage=min_coverage, histogram=histogram,
-                   component_ratio=component_ratio)
+                   component_ratio=component_ratio, rules=filter_rules)
     val_filters = default_filters(**filters) if source is not None else None
     val = fixed_pairs(source, val_filters, val_pairs, VAL_SEED) if source is not None else None
     real = real_sources(cfg, real_images, real_masks)

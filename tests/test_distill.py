@@ -13,7 +13,7 @@ from layered_gan.data.dataset import ImageDataset
 from layered_gan.evaluation.metrics import iou_per_image
 from layered_gan.networks.layered import LayeredGenerator
 from layered_gan.segmenter.filters import (Components, FilterChain, HistogramContrast, MaxCoverage, MinCoverage,
-                                           default_filters, interior_peak, keep_large_components, smoothed_histogram)
+                                           code_histogram_keeps, default_filters, interior_peak, keep_large_components, smoothed_histogram)
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
                                          fixed_pairs)
@@ -53,7 +53,19 @@ def test_histogram_smoothing_and_peaks():
     binary[..., :3] = 1
     grey = torch.full((1, 1, 8, 8), 0.5)
     pairs = Pairs(torch.zeros(2, 3, 8, 8), torch.cat([binary, binary]), torch.cat([binary, grey]))
-    assert HistogramContrast().keep(pairs).tolist() == [True, False]
+    assert HistogramContrast(rule="paper").keep(pairs).tolist() == [True, False]
+    assert HistogramContrast(rule="code").keep(pairs).tolist() == [True, True]  # flat empty bins count as maxima
+
+
+def test_code_histogram_rule_keeps_two_maxima_by_greater_or_equal():
+    """maxes_filter / get_histogram_filter_indices: histc(12, -1, 1), a window-3 sum, `>=` maxima, keep if >= 2.
+    Bin i holding i + 1 values: sums 3, 6, 9, ..., 33, 23 have one maximum (bin 10): rejected."""
+    centres = torch.linspace(-1, 1, 13)[:-1] + 1 / 12
+    ramp = torch.cat([centres[i].repeat(i + 1) for i in range(12)])
+    assert not code_histogram_keeps(ramp)
+    assert code_histogram_keeps(torch.tensor([-0.99, 0.99]))  # two ends, empty middle: many flat maxima
+    pairs = Pairs(torch.zeros(1, 3, 1, 78), torch.zeros(1, 1, 1, 78), ((ramp + 1) / 2).view(1, 1, 1, 78))
+    assert HistogramContrast().keep(pairs).tolist() == [False]
 
 
 def test_components_keep_the_large_ones_with_four_connectivity():
@@ -66,6 +78,9 @@ def test_components_keep_the_large_ones_with_four_connectivity():
     expected = mask.copy()
     expected[11, 0:3] = expected[5, 4] = False
     assert (cleaned == expected).all()
+    eight = mask.copy()  # skimage.measure.label (the codes): 8-connected, the corner pixel joins the largest
+    eight[11, 0:3] = False
+    assert (keep_large_components(mask, 0.2, connectivity=8) == eight).all()
     soft = torch.from_numpy(mask.astype(np.float32) * 0.9 + 0.05)  # soft mask: low values stay, removed parts go to 0
     out, edited = Components(0.2).apply(Pairs(torch.zeros(1, 3, 12, 12), soft[None, None], soft[None, None]))
     assert edited == 1 and out.mask[0, 0, 11, 0] == 0 and out.mask[0, 0, 0, 0] == pytest.approx(0.95)
