@@ -138,9 +138,10 @@ def mean_std(summaries):
 
 def format_mean_std(name, stats):
     lines = [f"{name}: mean +- std over seeds", f"{'metric':12s} {'per image':>17s} {'all pixels':>17s}"]
-    for metric in METRICS + ("max_fbeta",):
-        (m1, s1), (m2, s2) = stats["per_image"][metric], stats["all_pixels"][metric]
-        lines.append(f"{metric:12s} {m1:8.4f} +- {s1:.4f} {m2:8.4f} +- {s2:.4f}")
+    for metric in METRICS + ("max_fbeta", "f_max"):
+        (m1, s1), pooled = stats["per_image"][metric], stats["all_pixels"].get(metric)
+        lines.append(f"{metric:12s} {m1:8.4f} +- {s1:.4f} " + ("-" if pooled is None else
+                                                               f"{pooled[0]:8.4f} +- {pooled[1]:.4f}"))
     return "\n".join(lines)
 
 
