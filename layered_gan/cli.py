@@ -90,6 +90,8 @@ _ENC = encoding.Options()  # the defaults, kept in encoding.py's option groups
               help="Weight of the squared distance of D's features (0: no discriminator needed).")
 @click.option("--feature-size", default=_ENC.loss.feature_size, show_default=True,
               help="D feature map used (its 8x8 one).")
+@click.option("--reduction", default=_ENC.loss.reduction, show_default=True, type=click.Choice(["mean", "sum"]),
+              help="Eq. 7's terms as per-element means, or sums: the paper's L1 and squared L2 norms.")
 @click.option("--offsets/--absolute", default=_ENC.training.offsets, show_default=True,
               help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
 @click.option("--width", default=_ENC.training.width, show_default=True, help="Encoder width (ResNet-18: 64).")
