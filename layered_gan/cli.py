@@ -34,6 +34,7 @@ from .runs import load_run
 from .sampling import generate_layers
 from .segmenter.cli import filter_options, pairs, segment
 from .segmenter.filters import default_filters
+from .segmenter.model import UNET_PRESETS
 from .segmenter.pairs import fixed_pairs
 from .training.cli import train
 
@@ -165,8 +166,11 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--decay-at", "decay_at", multiple=True, type=int, help="Steps where lr x gamma (default 2/3 of steps).")
 @click.option("--gamma", default=0.2, show_default=True)
-@click.option("--width", default=32, show_default=True, help="U-Net base width.")
-@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings.")
+@click.option("--unet", default="cpu", show_default=True, type=click.Choice(sorted(UNET_PRESETS)),
+              help="U-Net size: cpu (width 32, 3 down-samplings, one logit) or paper (width 64, 4, 2-class "
+                   "cross-entropy, as Voynov et al. and Melas-Kyriazi et al.).")
+@click.option("--width", default=None, type=click.IntRange(min=1), help="U-Net base width (default: --unet's).")
+@click.option("--depth", default=None, type=click.IntRange(min=1), help="U-Net down-samplings (default: --unet's).")
 @click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs "
                                                          "(--ckpt or --directions then only give validation pairs).")
 @click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
@@ -178,7 +182,7 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @filter_options
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
-            gamma, width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
+            gamma, unet, width, depth, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
             min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
@@ -196,9 +200,10 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
         raise click.UsageError("nothing to validate on: with --pairs alone give --real-images and --real-masks, or "
                                "--ckpt / --directions (generated validation pairs)")
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
+    unet_size = {**UNET_PRESETS[unet], **{k: v for k, v in (("width", width), ("depth", depth)) if v}}
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
-                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth,
+                    decay_at=list(decay_at), gamma=gamma, **unet_size,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
     distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
                   click.echo)

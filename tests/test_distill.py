@@ -329,7 +329,7 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "distill"
     result = CliRunner().invoke(distill_main, [
         "--ckpt", str(tmp_path / "run"), "--out", str(out), "--seeds", "0-1", "--steps", "4", "--batch", "4",
-        "--val-pairs", "8", "--every", "2", "--real-check", "3", "--width", "4", "--depth", "2",
+        "--val-pairs", "8", "--every", "2", "--real-check", "3", "--unet", "paper", "--width", "4", "--depth", "2",
         "--no-histogram", "--max-coverage", "1", "--min-coverage", "0", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     summary = json.load(open(out / "summary.json"))
@@ -343,6 +343,7 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     assert [h["step"] for h in figures["history"]] == [2, 4] and "real_fg_iou_first3" in figures["history"][0]
     model, meta = load_segmenter(str(out / "seed1"))
     assert model.resolution == 16 and meta["seed"] == 1 and meta["real"]["images"] == 6
+    assert model.settings == {"width": 4, "depth": 2, "classes": 2}  # --unet paper's head, the sizes given
     assert (out / "seed0" / "real" / "cases.png").exists()
     # from exported pairs instead of online ones
     pairs = str(tmp_path / "pairs")
@@ -418,3 +419,19 @@ def test_distill_from_latent_directions_and_from_pairs_without_a_generator(tmp_p
     assert result.exit_code != 0 and "give --ckpt" in result.output
     result, _ = distill("--directions", tmp_path / "missing.pt", "--out", tmp_path / "missing")
     assert result.exit_code != 0 and "missing.pt" in result.output
+
+
+def test_two_class_unet_head_is_the_papers_cross_entropy():
+    """Voynov et al. / Melas-Kyriazi et al.: 2-class cross-entropy; the head's l1 - l0 under BCE gives the same loss."""
+    from layered_gan.networks.unet import UNet
+    from layered_gan.segmenter.model import UNET_PRESETS
+    assert UNET_PRESETS["paper"] == {"width": 64, "depth": 4, "classes": 2}
+    torch.manual_seed(0)
+    net = UNet(width=4, depth=2, classes=2)
+    heads = []
+    net.head.register_forward_hook(lambda module, args, out: heads.append(out))
+    x, y = torch.randn(2, 3, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    logit = net(x)
+    assert heads[0].shape == (2, 2, 8, 8) and logit.shape == (2, 1, 8, 8)
+    ce = torch.nn.functional.cross_entropy(heads[0], y[:, 0].long())
+    torch.testing.assert_close(torch.nn.functional.binary_cross_entropy_with_logits(logit, y), ce)

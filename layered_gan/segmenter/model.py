@@ -18,10 +18,15 @@ from ..networks.unet import UNet
 FILENAME = "segmenter.pt"
 
 
-def build_segmenter(resolution, width=16, depth=3):
+# U-Net sizes for `distill --unet`: the CPU-sized demo one, and the papers' (Voynov et al., Melas-Kyriazi et al.:
+# base width 64, 4 down-samplings, 2-class cross-entropy)
+UNET_PRESETS = {"cpu": {"width": 32, "depth": 3, "classes": 1}, "paper": {"width": 64, "depth": 4, "classes": 2}}
+
+
+def build_segmenter(resolution, width=16, depth=3, classes=1):
     """A fresh U-Net that remembers its resolution and settings (saved with it)."""
-    model = UNet(width=width, depth=depth)
-    model.resolution, model.settings = int(resolution), {"width": width, "depth": depth}
+    model = UNet(width=width, depth=depth, classes=classes)
+    model.resolution, model.settings = int(resolution), {"width": width, "depth": depth, "classes": classes}
     return model
 
 
