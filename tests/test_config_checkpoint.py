@@ -67,7 +67,7 @@ def test_smoke_run_builds_its_data_and_writes_samples_and_checkpoint(tmp_path):
 
 
 def test_paper_and_code_configs_set_the_faithful_values_and_demos_keep_theirs():
-    """Issue 18: `_code` configs follow the authors' code, the others the paper; the demos keep their measured values."""
+    """Issue 18: `_code` configs follow the authors' code, the others the paper; the demos keep their values."""
     from layered_gan.config import CONFIG_DIR, load_config
     names = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
     cfgs = {n: load_config(n) for n in names}  # every config validates

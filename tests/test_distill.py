@@ -13,7 +13,8 @@ from layered_gan.data.dataset import ImageDataset
 from layered_gan.evaluation.metrics import iou_per_image
 from layered_gan.networks.layered import LayeredGenerator
 from layered_gan.segmenter.filters import (Components, FilterChain, HistogramContrast, MaxCoverage, MinCoverage,
-                                           code_histogram_keeps, default_filters, interior_peak, keep_large_components, smoothed_histogram)
+                                           code_histogram_keeps, default_filters, interior_peak, keep_large_components,
+                                           smoothed_histogram)
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
                                          fixed_pairs)

@@ -166,7 +166,8 @@ def test_fir_fade_of_reals_resamples_as_the_generator_fades():
     from layered_gan.training.loop import fade_real
     real = torch.randn(2, 3, 16, 16)
     low = upfirdn2d(real, setup_filter((1, 3, 3, 1)), down=2, padding=1)
-    torch.testing.assert_close(fade_real(real, 0.0, "fir"), SynthesisNetwork(16, 8, {4: 4, 8: 4, 16: 4}).upsample_rgb(low))
+    synthesis = SynthesisNetwork(16, 8, {4: 4, 8: 4, 16: 4})
+    torch.testing.assert_close(fade_real(real, 0.0, "fir"), synthesis.upsample_rgb(low))
     torch.testing.assert_close(fade_real(real, 0.25, "fir"), fade_real(real, 0.0, "fir").lerp(real, 0.25))
     box = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
     torch.testing.assert_close(fade_real(real, 0.0, "box"), box)

@@ -96,8 +96,8 @@ class ExternalReference:
         out = self.fn(x).float()
         if out.ndim != 4 or out.shape[0] != len(x) or out.shape[-2:] != x.shape[-2:] or (
                 self.output == "probability" and out.shape[1] != 1):
-            raise BadValue(f"the reference returned {list(out.shape)} for images {list(x.shape)}; expected "
-                           + ("[B, 1, H, W] probabilities" if self.output == "probability" else "[B, K, H, W] instances"))
+            wanted = "[B, 1, H, W] probabilities" if self.output == "probability" else "[B, K, H, W] instances"
+            raise BadValue(f"the reference returned {list(out.shape)} for images {list(x.shape)}; expected {wanted}")
         detections = (out > 0.5).cpu().numpy()
         counted = detections.reshape(*detections.shape[:2], -1).mean(2) >= min_area  # [B, K]
         mask = (detections & counted[:, :, None, None]).any(1)
@@ -182,7 +182,8 @@ def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold
 
     metrics = scores.summary()["per_image"] if len(scores) else {k: 0.0 for k in METRICS}
     return {"images": num, "scored": int(len(ious)), "skipped_no_object": skipped, "skipped_multi_instance": multi,
-            "threshold": threshold, "metrics": {k: metrics[k] for k in METRICS}, "iou": mean(ious), "full_mask_iou": mean(full), "centre_iou": mean(centre),
+            "threshold": threshold, "metrics": {k: metrics[k] for k in METRICS}, "iou": mean(ious),
+            "full_mask_iou": mean(full), "centre_iou": mean(centre),
             "soft_mask_share": float(np.concatenate(soft).mean()), "mask_mean": float(np.concatenate(means).mean()),
             "mask_coverage": float(np.concatenate(coverage).mean())}
 

@@ -151,9 +151,9 @@ class FilterChain:
 
 
 FILTER_RULES = ("code", "paper")
-FILTER_RULES_HELP = ("code: the authors' codes (histogram rule of maxes_filter, 8-connected components, order components, "
-                     "size, histogram); paper: the paper's text (literal histogram rule, 4-connected, order size, "
-                     "histogram, components).")
+FILTER_RULES_HELP = ("code: the authors' codes (histogram rule of maxes_filter, 8-connected components, order "
+                     "components, size, histogram); paper: the paper's text (literal histogram rule, 4-connected, "
+                     "order size, histogram, components).")
 
 
 def default_filters(max_coverage=0.5, min_coverage=0.01, histogram=True, component_ratio=0.2, rules="code"):

@@ -154,7 +154,8 @@ def train_step(run, objective, real, phase, world, cfg):
     """One critic step, one generator step, the EMA update; returns (losses, stats, extras)."""
     G, D = run.G, run.D
     device = real.device
-    d_loss, stats = objective.d_loss(G, D, fade_real(real, phase.alpha, cfg["schedule"].get("real_fade", "box")), phase, run.rng, run.step)
+    real = fade_real(real, phase.alpha, cfg["schedule"].get("real_fade", "box"))  # absent in runs before issue 18
+    d_loss, stats = objective.d_loss(G, D, real, phase, run.rng, run.step)
     run.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     if world > 1:

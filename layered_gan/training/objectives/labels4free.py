@@ -14,7 +14,8 @@ code instead scales the alpha network's adversarial term (`sat_weight`): `alpha_
 Config: model.ckpt (a StyleGAN2-port checkpoint or a `stylegan2_*` run of ours), model.resolution
 (must be the checkpoint's), the discriminator's widths (model.channel_base, channel_max,
 mbstd_group); section `labels4free`: truncation, zero ("const" / "conv"), zero_channels (null: all),
-alpha_start_resolution, alpha_width, alpha_network ("authors" / "compact"), same_latent. The networks are built by runs.build_models.
+alpha_start_resolution, alpha_width, alpha_network ("authors" / "compact"), same_latent. The networks are built by
+runs.build_models.
 """
 
 import torch

@@ -16,7 +16,8 @@ class StyleGAN2(Objective):
 
     def lazy_intervals(self):
         """G: the path-length interval when that term is on."""
-        return {**super().lazy_intervals(), "G": self.lcfg.get("pl_interval", 4) if self.lcfg.get("pl_weight") else None}
+        g_interval = self.lcfg.get("pl_interval", 4) if self.lcfg.get("pl_weight") else None
+        return {**super().lazy_intervals(), "G": g_interval}
 
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng, phase.resolution)
