@@ -34,7 +34,7 @@ from .runs import load_run
 from .sampling import generate_layers
 from .segmenter.cli import filter_options, pairs, segment
 from .segmenter.filters import default_filters
-from .segmenter.model import BACKBONES
+from .segmenter.model import BACKBONES, UNET_PRESETS
 from .segmenter.pairs import fixed_pairs
 from .training.cli import train
 
@@ -94,6 +94,8 @@ _ENC = encoding.Options()  # the defaults, kept in encoding.py's option groups
 @click.option("--perceptual-weight", default=_ENC.loss.perceptual_weight, show_default=True,
               help="Weight of an LPIPS-like distance on the ImageNet EfficientNet-Lite0's features (supervision the "
                    "papers did not use; 0: off).")
+@click.option("--reduction", default=_ENC.loss.reduction, show_default=True, type=click.Choice(["mean", "sum"]),
+              help="Eq. 7's terms as per-element means, or sums: the paper's L1 and squared L2 norms.")
 @click.option("--offsets/--absolute", default=_ENC.training.offsets, show_default=True,
               help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
 @click.option("--width", default=_ENC.training.width, show_default=True, help="Encoder width (ResNet-18: 64).")
@@ -167,8 +169,11 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--decay-at", "decay_at", multiple=True, type=int, help="Steps where lr x gamma (default 2/3 of steps).")
 @click.option("--gamma", default=0.2, show_default=True)
-@click.option("--width", default=32, show_default=True, help="U-Net base width.")
-@click.option("--depth", default=3, show_default=True, help="U-Net down-samplings (backbone unet).")
+@click.option("--unet", default="cpu", show_default=True, type=click.Choice(sorted(UNET_PRESETS)),
+              help="U-Net size: cpu (width 32, 3 down-samplings, one logit) or paper (width 64, 4, 2-class "
+                   "cross-entropy, as Voynov et al. and Melas-Kyriazi et al.).")
+@click.option("--width", default=None, type=click.IntRange(min=1), help="U-Net base width (default: --unet's).")
+@click.option("--depth", default=None, type=click.IntRange(min=1), help="U-Net down-samplings (default: --unet's).")
 @click.option("--backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
               help="unet: from scratch (the papers' setting); efficientnet: the ImageNet EfficientNet-Lite0 as "
                    "the encoder, fine-tuned (ImageNet supervision the papers did not use).")
@@ -183,8 +188,8 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @filter_options
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
-            gamma, width, depth, backbone, pairs_dir, val_pairs, every, real_images, real_masks, real_check, max_coverage,
-            min_coverage, histogram, component_ratio, threshold, truncation, device):
+            gamma, unet, width, depth, backbone, pairs_dir, val_pairs, every, real_images, real_masks, real_check,
+            max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
@@ -193,7 +198,7 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
     if source is None and not pairs_dir:
         raise click.UsageError("no pairs: give --ckpt (a layered or Labels4Free run), --directions or --pairs")
     filters = dict(max_coverage=max_coverage, min_coverage=min_coverage, histogram=histogram,
-                   component_ratio=component_ratio)
+                   component_ratio=component_ratio, rules=filter_rules)
     val_filters = default_filters(**filters) if source is not None else None
     val = fixed_pairs(source, val_filters, val_pairs, VAL_SEED) if source is not None else None
     real = real_sources(cfg, real_images, real_masks)
@@ -201,9 +206,10 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
         raise click.UsageError("nothing to validate on: with --pairs alone give --real-images and --real-masks, or "
                                "--ckpt / --directions (generated validation pairs)")
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
+    unet_size = {**UNET_PRESETS[unet], **{k: v for k, v in (("width", width), ("depth", depth)) if v}}
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
-                    decay_at=list(decay_at), gamma=gamma, width=width, depth=depth, backbone=backbone,
+                    decay_at=list(decay_at), gamma=gamma, **unet_size, backbone=backbone,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
     distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
                   click.echo)

@@ -133,7 +133,7 @@ def _one_of(*values):
 
 
 RULES = {
-    "seed": _COUNT0, "workers": _COUNT0, "mixing_prob": _PROBABILITY,
+    "seed": _COUNT0, "workers": _COUNT0, "mixing_prob": _PROBABILITY, "lazy_adam": _BOOL,
     "betas": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
               "two numbers in [0, 1)"),
     "data.hflip": _BOOL, "data.crop": _one_of("random", "center"),
@@ -158,12 +158,16 @@ RULES = {
     "loss.alpha_adv_weight": _NON_NEGATIVE, "loss.fg_coverage_weight": _NON_NEGATIVE, "loss.fg_coverage": _PROBABILITY,
     "loss.bg_coverage_weight": _NON_NEGATIVE, "loss.bg_coverage": _PROBABILITY,
     "perturb.shift_range": (lambda v: _is_number(v) and 0 <= v <= 0.5, "a number in [0, 0.5]"),
-    "perturb.bg_jitter": _PROBABILITY,
+    "perturb.bg_jitter": _PROBABILITY, "perturb.shift_draw": _one_of("integer", "rounded"),
+    "perturb.jitter_stats": _one_of("image", "channel"), "perturb.mask_terms": _one_of("unshifted", "shifted"),
+    "schedule.real_fade": _one_of("fir", "box"),
+    "ema.decay": (lambda v: v is None or (_is_number(v) and 0 < v < 1), "null or a number in (0, 1)"),
     "ema.half_life_kimg": _POSITIVE, "ema.rampup": (lambda v: v is None or (_is_number(v) and v >= 0),
                                                     "null or a number >= 0"),
     "log.tick_kimg": _POSITIVE, "log.checkpoint_kimg": _POSITIVE, "log.grid_size": _COUNT,
     "labels4free.truncation": _NON_NEGATIVE, "labels4free.zero": _one_of("const", "conv"),
     "labels4free.alpha_start_resolution": _RESOLUTION, "labels4free.alpha_width": _COUNT,
+    "labels4free.alpha_network": _one_of("authors", "compact"), "labels4free.same_latent": _BOOL,
 }
 
 

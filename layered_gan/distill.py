@@ -96,13 +96,13 @@ def real_sources(cfg, real_images, real_masks):
 
 
 def distill(batches, resolution, val_pairs, real, seed, steps=12000, lr=1e-3, milestones=None, gamma=0.2, width=32,
-            depth=3, every=1000, real_check=200, device="cpu", progress=True, backbone="unet"):
+            depth=3, every=1000, real_check=200, device="cpu", progress=True, backbone="unet", classes=1):
     """Train one segmenter from `batches` (image, mask); returns (model, figures).
 
     val_pairs: held-out generated Pairs or None; real: (images, masks) sources or None.
     """
     torch.manual_seed(seed)
-    model = build_segmenter(resolution, width, depth, backbone).to(device)
+    model = build_segmenter(resolution, width, depth, backbone, classes=classes).to(device)
 
     def validate(model):
         figures = {}
@@ -138,9 +138,10 @@ def mean_std(summaries):
 
 def format_mean_std(name, stats):
     lines = [f"{name}: mean +- std over seeds", f"{'metric':12s} {'per image':>17s} {'all pixels':>17s}"]
-    for metric in METRICS + ("max_fbeta",):
-        (m1, s1), (m2, s2) = stats["per_image"][metric], stats["all_pixels"][metric]
-        lines.append(f"{metric:12s} {m1:8.4f} +- {s1:.4f} {m2:8.4f} +- {s2:.4f}")
+    for metric in METRICS + ("max_fbeta", "f_max"):
+        (m1, s1), pooled = stats["per_image"][metric], stats["all_pixels"].get(metric)
+        lines.append(f"{metric:12s} {m1:8.4f} +- {s1:.4f} " + ("-" if pooled is None else
+                                                               f"{pooled[0]:8.4f} +- {pooled[1]:.4f}"))
     return "\n".join(lines)
 
 
@@ -161,14 +162,14 @@ def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolutio
     """One segmenter per seed (OUT/seed{S}/: segmenter.pt, figures.json, real/), then OUT/summary.json with the
     mean +- std over seeds; returns the summary. source: the online pair source (filtered with `filters`) unless
     settings["pairs"] names an exported folder; val: held-out generated pairs or None; real: (images, masks) or
-    None; settings: the command's (batch, steps, lr, decay_at, gamma, width, depth used here), recorded."""
+    None; settings: the command's (batch, steps, lr, decay_at, gamma, width, depth, classes used here), recorded."""
     s, pairs_dir = settings, settings["pairs"]
     runs = {}
     for seed in seeds:
         batches, train_filters = seed_batches(seed, source, filters, s["batch"], pairs_dir, resolution)
         model, figures = distill(batches, resolution, val, real, seed, s["steps"], s["lr"], s["decay_at"] or None,
                                  s["gamma"], s["width"], s["depth"], every, real_check, device,
-                                 backbone=s.get("backbone", "unet"))
+                                 backbone=s.get("backbone", "unet"), classes=s.get("classes", 1))
         figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
         real_summary = figures["real"]["summary"] if real is not None else None
         run_dir = os.path.join(out, f"seed{seed}")

@@ -3,15 +3,27 @@
 import torch
 
 
-def random_shift(foreground, mask, max_shift, generator=None):
-    """Shift F and m together by a per-sample whole-pixel Δ ~ U{-δ..δ}²; zeros enter from outside.
+SHIFT_DRAWS = ("integer", "rounded")
+JITTER_STATS = ("image", "channel")
+
+
+def draw_shift(batch, max_shift, draw="integer", generator=None):
+    """Per-sample whole-pixel shifts [B, 2]: "integer" uniform over -δ..δ, or "rounded" round(U(-δ, δ)) as the
+    authors' code draws them (the end values half as likely)."""
+    if draw == "integer":
+        return torch.randint(-max_shift, max_shift + 1, (batch, 2), generator=generator, device="cpu")
+    return torch.round((torch.rand(batch, 2, generator=generator, device="cpu") * 2 - 1) * max_shift).long()
+
+
+def random_shift(foreground, mask, max_shift, generator=None, draw="integer"):
+    """Shift F and m together by a per-sample whole-pixel Δ (draw_shift) in [-δ, δ]²; zeros enter from outside.
 
     Returns (F', m', Δ [B, 2] as (dy, dx)) with F'[p] = F[p + Δ], m'[p] = m[p + Δ] (sec. 3.2, eq. 2).
     """
     b, _, h, w = mask.shape
     if max_shift == 0:
         return foreground, mask, torch.zeros(b, 2, dtype=torch.long, device=mask.device)
-    delta = torch.randint(-max_shift, max_shift + 1, (b, 2), generator=generator, device="cpu").to(mask.device)
+    delta = draw_shift(b, max_shift, draw, generator).to(mask.device)
     layers = torch.nn.functional.pad(torch.cat([foreground, mask], 1), [max_shift] * 4)
     rows = torch.arange(h, device=mask.device)[None, :] + max_shift + delta[:, :1]  # [B, H]
     cols = torch.arange(w, device=mask.device)[None, :] + max_shift + delta[:, 1:]  # [B, W]
@@ -20,13 +32,15 @@ def random_shift(foreground, mask, max_shift, generator=None):
     return shifted[:, :-1], shifted[:, -1:], delta
 
 
-def contrast_jitter(background, strength, generator=None):
-    """Scale B around its per-image mean by c ~ U(1 - s, 1 + s), clamped to B's own range (ablation d)."""
+def contrast_jitter(background, strength, generator=None, stats="image"):
+    """Scale B around its mean by c ~ U(1 - s, 1 + s) per image, clamped to B's own range (ablation d); mean,
+    min and max over the whole image (`stats="image"`) or per channel (`"channel"`, the authors' code)."""
     if strength == 0:
         return background
-    b = background.shape[0]
+    b, ch = background.shape[:2]
     c = 1 + (torch.rand(b, 1, 1, 1, generator=generator, device="cpu").to(background) * 2 - 1) * strength
-    flat = background.flatten(1)
-    mean = flat.mean(1).view(b, 1, 1, 1)
-    lo, hi = flat.min(1).values.view(b, 1, 1, 1), flat.max(1).values.view(b, 1, 1, 1)
+    flat = background.flatten(1) if stats == "image" else background.flatten(2)
+    shape = (b, 1, 1, 1) if stats == "image" else (b, ch, 1, 1)
+    mean = flat.mean(-1).view(shape)
+    lo, hi = flat.min(-1).values.view(shape), flat.max(-1).values.view(shape)
     return torch.maximum(torch.minimum(mean + c * (background - mean), hi), lo)

@@ -66,8 +66,10 @@ def _labels4free_generator(cfg):
     if G.synthesis.resolution != m["resolution"]:
         raise BadValue(f"model.resolution is {m['resolution']} but the generator in model.ckpt "
                        f"({m['ckpt']}) draws {G.synthesis.resolution} px images")
+    # runs saved before these settings existed used the compact network and independent latents
     return Labels4FreeGenerator(G, acfg["zero"], acfg["zero_channels"], acfg["alpha_start_resolution"],
-                                acfg["alpha_width"])
+                                acfg["alpha_width"], acfg.get("alpha_network", "compact"),
+                                acfg.get("same_latent", False))
 
 
 def build_models(cfg):

@@ -64,3 +64,20 @@ def test_smoke_run_builds_its_data_and_writes_samples_and_checkpoint(tmp_path):
     ck = load_checkpoint(str(out / "checkpoint.pt"))
     assert ck["images_seen"] == 48 and ck["config"]["mode"] == "stylegan2" and "synthesis.const" in ck["G"]
     assert "pl_mean" in ck["objective"]
+
+
+def test_paper_and_code_configs_set_the_faithful_values_and_demos_keep_theirs():
+    """Issue 18: `_code` configs follow the authors' code, the others the paper; the demos keep their values."""
+    from layered_gan.config import CONFIG_DIR, load_config
+    names = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
+    cfgs = {n: load_config(n) for n in names}  # every config validates
+    for name, cfg in cfgs.items():
+        if name.startswith("l4f_") and name != "l4f_demo":
+            assert cfg["labels4free"]["alpha_network"] == "authors" and cfg["lazy_adam"]
+            assert cfg["labels4free"]["same_latent"] == name.endswith("_code"), name
+        if name.startswith("perturb_"):
+            assert cfg["ema"]["decay"] == 0.999 and cfg["perturb"]["shift_draw"] == "rounded"
+            assert cfg["perturb"]["mask_terms"] == ("shifted" if name.endswith("_code") else "unshifted"), name
+    assert not any(cfgs[n]["lazy_adam"] for n in ("demo", "stylegan2_demo", "l4f_demo", "smoke"))
+    assert cfgs["l4f_demo"]["labels4free"]["alpha_network"] == "compact" and cfgs["demo"]["ema"]["decay"] is None
+    assert (cfgs["demo"]["perturb"]["shift_draw"], cfgs["demo"]["perturb"]["jitter_stats"]) == ("integer", "image")

@@ -178,11 +178,15 @@ def test_masks_and_filters_on_constructed_cases():
     masks = {k: DirectionPairs(space, eye[k]).sample(1, None) for k in range(3)}
     assert masks[0].mask.mean() == 0.75 and masks[2].mask.sum() == 36 and masks[1].mask.sum() == 37
     torch.testing.assert_close(masks[1].contrast, (light[1] + 1).clamp(0, 2).expand(1, 3, -1, -1) / 2)
-    chain = default_filters()
+    chain = default_filters(rules="paper")
     kept = chain(Pairs(*(torch.cat(t) for t in zip(*masks.values()))))
     assert chain.report()["rejected"] == {"max_coverage": 1, "near_empty": 0, "histogram": 1}
     assert chain.report()["edited"]["components"] == 1
     assert len(kept.mask) == 1 and kept.mask.sum() == 36 and kept.mask[0, 0, 13, 13] == 0
+    code = default_filters()  # the codes' histogram rule keeps the mid-gray one; components run first
+    assert len(code(Pairs(*(torch.cat(t) for t in zip(*masks.values())))).mask) == 2
+    assert code.report()["rejected"] == {"max_coverage": 1, "near_empty": 0, "histogram": 0}
+    assert list(code.counts) == ["components", "max_coverage", "near_empty", "histogram"]
     two = DirectionPairs(space, lighter=eye[1], darker=eye[3]).sample(1, None)  # lighter than the darker shift's
     assert two.mask.sum() == 37
     assert torch.equal(DirectionPairs(space, darker=eye[3]).sample(1, None).mask, torch.zeros(1, 1, SIZE, SIZE))
@@ -415,3 +419,10 @@ def test_anchors_invert_real_images_and_feed_the_masks(tiny_generator, tmp_path)
     assert len(FileSource(str(tmp_path / "pairs" / "masks")).names) == 3
     result = run("masks", *common, "--out", tmp_path / "bad", "--anchors", melas / "directions.pt")
     assert result.exit_code != 0 and "is not an anchors file" in result.output
+
+
+def test_melas_samples_at_psi_one_half_by_default():
+    """Melas-Kyriazi et al.'s code samples w at psi 0.5; Voynov et al. untruncated; an explicit psi wins."""
+    from layered_gan.directions.search import Search
+    assert Search("melas").psi() == 0.5 and Search("voynov").psi() == 1.0
+    assert Search("melas", truncation=0.7).psi() == 0.7

@@ -13,7 +13,8 @@ from layered_gan.data.dataset import ImageDataset
 from layered_gan.evaluation.metrics import iou_per_image
 from layered_gan.networks.layered import LayeredGenerator
 from layered_gan.segmenter.filters import (Components, FilterChain, HistogramContrast, MaxCoverage, MinCoverage,
-                                           default_filters, interior_peak, keep_large_components, smoothed_histogram)
+                                           code_histogram_keeps, default_filters, interior_peak, keep_large_components,
+                                           smoothed_histogram)
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
                                          fixed_pairs)
@@ -53,7 +54,19 @@ def test_histogram_smoothing_and_peaks():
     binary[..., :3] = 1
     grey = torch.full((1, 1, 8, 8), 0.5)
     pairs = Pairs(torch.zeros(2, 3, 8, 8), torch.cat([binary, binary]), torch.cat([binary, grey]))
-    assert HistogramContrast().keep(pairs).tolist() == [True, False]
+    assert HistogramContrast(rule="paper").keep(pairs).tolist() == [True, False]
+    assert HistogramContrast(rule="code").keep(pairs).tolist() == [True, True]  # flat empty bins count as maxima
+
+
+def test_code_histogram_rule_keeps_two_maxima_by_greater_or_equal():
+    """maxes_filter / get_histogram_filter_indices: histc(12, -1, 1), a window-3 sum, `>=` maxima, keep if >= 2.
+    Bin i holding i + 1 values: sums 3, 6, 9, ..., 33, 23 have one maximum (bin 10): rejected."""
+    centres = torch.linspace(-1, 1, 13)[:-1] + 1 / 12
+    ramp = torch.cat([centres[i].repeat(i + 1) for i in range(12)])
+    assert not code_histogram_keeps(ramp)
+    assert code_histogram_keeps(torch.tensor([-0.99, 0.99]))  # two ends, empty middle: many flat maxima
+    pairs = Pairs(torch.zeros(1, 3, 1, 78), torch.zeros(1, 1, 1, 78), ((ramp + 1) / 2).view(1, 1, 1, 78))
+    assert HistogramContrast().keep(pairs).tolist() == [False]
 
 
 def test_components_keep_the_large_ones_with_four_connectivity():
@@ -66,6 +79,9 @@ def test_components_keep_the_large_ones_with_four_connectivity():
     expected = mask.copy()
     expected[11, 0:3] = expected[5, 4] = False
     assert (cleaned == expected).all()
+    eight = mask.copy()  # skimage.measure.label (the codes): 8-connected, the corner pixel joins the largest
+    eight[11, 0:3] = False
+    assert (keep_large_components(mask, 0.2, connectivity=8) == eight).all()
     soft = torch.from_numpy(mask.astype(np.float32) * 0.9 + 0.05)  # soft mask: low values stay, removed parts go to 0
     out, edited = Components(0.2).apply(Pairs(torch.zeros(1, 3, 12, 12), soft[None, None], soft[None, None]))
     assert edited == 1 and out.mask[0, 0, 11, 0] == 0 and out.mask[0, 0, 0, 0] == pytest.approx(0.95)
@@ -314,7 +330,7 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "distill"
     result = CliRunner().invoke(distill_main, [
         "--ckpt", str(tmp_path / "run"), "--out", str(out), "--seeds", "0-1", "--steps", "4", "--batch", "4",
-        "--val-pairs", "8", "--every", "2", "--real-check", "3", "--width", "4", "--depth", "2",
+        "--val-pairs", "8", "--every", "2", "--real-check", "3", "--unet", "paper", "--width", "4", "--depth", "2",
         "--no-histogram", "--max-coverage", "1", "--min-coverage", "0", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     summary = json.load(open(out / "summary.json"))
@@ -328,6 +344,7 @@ def test_distill_command_end_to_end(tmp_path, monkeypatch):
     assert [h["step"] for h in figures["history"]] == [2, 4] and "real_fg_iou_first3" in figures["history"][0]
     model, meta = load_segmenter(str(out / "seed1"))
     assert model.resolution == 16 and meta["seed"] == 1 and meta["real"]["images"] == 6
+    assert model.settings == {"width": 4, "depth": 2, "backbone": "unet", "classes": 2}  # --unet paper's head, the sizes given
     assert (out / "seed0" / "real" / "cases.png").exists()
     # from exported pairs instead of online ones
     pairs = str(tmp_path / "pairs")
@@ -403,3 +420,19 @@ def test_distill_from_latent_directions_and_from_pairs_without_a_generator(tmp_p
     assert result.exit_code != 0 and "give --ckpt" in result.output
     result, _ = distill("--directions", tmp_path / "missing.pt", "--out", tmp_path / "missing")
     assert result.exit_code != 0 and "missing.pt" in result.output
+
+
+def test_two_class_unet_head_is_the_papers_cross_entropy():
+    """Voynov et al. / Melas-Kyriazi et al.: 2-class cross-entropy; the head's l1 - l0 under BCE gives the same loss."""
+    from layered_gan.networks.unet import UNet
+    from layered_gan.segmenter.model import UNET_PRESETS
+    assert UNET_PRESETS["paper"] == {"width": 64, "depth": 4, "classes": 2}
+    torch.manual_seed(0)
+    net = UNet(width=4, depth=2, classes=2)
+    heads = []
+    net.head.register_forward_hook(lambda module, args, out: heads.append(out))
+    x, y = torch.randn(2, 3, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    logit = net(x)
+    assert heads[0].shape == (2, 2, 8, 8) and logit.shape == (2, 1, 8, 8)
+    ce = torch.nn.functional.cross_entropy(heads[0], y[:, 0].long())
+    torch.testing.assert_close(torch.nn.functional.binary_cross_entropy_with_logits(logit, y), ce)

@@ -106,6 +106,21 @@ def test_reconstruction_loss_falls_on_a_tiny_chunk(run_dir):
     assert after < 0.85 * before and np.mean(curve[-5:]) < 0.85 * curve[0]  # codes of the trained encoder
 
 
+@torch.no_grad()
+def test_reconstruction_loss_sum_is_the_papers_norms(run_dir):
+    """Eq. 7: ||x_E - x||_1 + ||D_feat(x_E) - D_feat(x)||_2^2 ("sum"); "mean" divides each by its element count."""
+    synthesis, D, _ = load_layered_run(run_dir)
+    ws, x = synthesis.w_avg.expand(2, -1, -1), torch.rand(2, 3, 16, 16) * 2 - 1
+    image = synthesis(ws, zero_noise(synthesis, 2, "cpu"))
+    feat = lambda im: D(im, return_features=True)[1][8]  # noqa: E731
+    l1, l2 = (image - x).abs().sum((1, 2, 3)), (feat(image) - feat(x)).square().sum((1, 2, 3))
+    torch.testing.assert_close(ReconstructionLoss(synthesis, D, reduction="sum")(ws, x), l1 + l2)
+    n_feat = feat(x)[0].numel()
+    torch.testing.assert_close(ReconstructionLoss(synthesis, D)(ws, x), l1 / (3 * 16 * 16) + l2 / n_feat)
+    with pytest.raises(ValueError, match="reduction must be"):
+        ReconstructionLoss(synthesis, D, reduction="max")
+
+
 def test_view_maps_masks_back_into_place():
     view = View(16, org_to_crop=1.5)  # squash to 24 x 24, centre crop 16: 4 px of border lie outside the view
     img = Image.fromarray(np.tile(np.arange(48, dtype=np.uint8)[None, :, None], (30, 1, 3)))  # 48 x 30 ramp

@@ -101,7 +101,10 @@ def test_saliency_sets(tmp_path, dataset, image_dir, mask_dir):
         save(os.path.join(root, mask_dir, name + ".png"), mask)
     items = benchmark_items(dataset, root)
     assert [it.name for it in items] == ["0001", "0002"]
-    check_item(items[1])
+    image, full = load_item(items[1])  # the papers' codes score saliency sets on full images: 40 x 30 -> 171 x 128
+    assert image.size == (171, 128) and full.shape == (128, 171)
+    assert full[:, :84].all() and not full[:, 87:].any()  # foreground: columns 0..19 of 40, x 171 / 40 = 85.5
+    check_item(items[1]._replace(crop=True))
     with pytest.raises(ValueError, match="no splits"):
         benchmark_items(dataset, root, "test")
     save(os.path.join(root, image_dir, "0003.jpg"), img)

@@ -113,3 +113,17 @@ def test_compatibility_helpers():
     assert fg.tolist() == pytest.approx([1 / 3, 1.0]) and bg.tolist() == pytest.approx([3 / 5, 1.0])
     miou, fg_mean = mean_iou(np.stack([A_PRED, A_GT]), np.stack([A_GT, A_GT]))
     assert miou == pytest.approx((7 / 15 + 1) / 2) and fg_mean == pytest.approx(2 / 3)
+
+
+def test_f_max_is_the_authors_mean_over_images_then_max_over_thresholds():
+    """Voynov's / Melas-Kyriazi's F_max: F_beta per image at each threshold, averaged, then the maximum.
+    Image 0 (fg 0.9, bg 0.6) is separated at thresholds 0.6 <= t < 0.9, image 1 (fg 0.4, bg 0.1) at 0.1 <= t < 0.4;
+    at t = k / 255 in the second range image 0 predicts both pixels: P = 1/2, R = 1, F = 1.3 * 0.5 / 1.15 = 0.5652;
+    image 1 at the first range predicts nothing: F = 0. Best mean: (1 + 0.5652) / 2."""
+    gt = np.zeros((2, 1, 2), bool)
+    gt[0, 0, 0] = gt[1, 0, 0] = True
+    scores = Scores()
+    scores.update(np.array([[[0.9, 0.6]], [[0.4, 0.1]]]), gt)
+    s = scores.summary()
+    assert s["per_image"]["f_max"] == pytest.approx((1 + 1.3 * 0.5 / 1.15) / 2)
+    assert s["per_image"]["max_fbeta"] == pytest.approx(1.0) and "f_max" in format_table(s)

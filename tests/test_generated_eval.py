@@ -5,7 +5,7 @@ import torch
 from click.testing import CliRunner
 
 from layered_gan.evaluation.cli import score_generated as generated_main
-from layered_gan.evaluation.generated import score_generated, train_reference
+from layered_gan.evaluation.generated import ExternalReference, load_reference, score_generated, train_reference
 from layered_gan.networks.layered import Layers
 from layered_gan.networks.unet import UNet
 
@@ -52,6 +52,66 @@ def test_protocol_scores_perfect_masks_and_counts_skipped():
     assert figures["iou"] == pytest.approx(1.0)
     assert figures["full_mask_iou"] == pytest.approx(float(G.disc.mean()), abs=0.02)
     assert figures["soft_mask_share"] == 0.0
+
+
+class Halves(torch.nn.Module):
+    """A TorchScript stand-in for an instance segmenter: bright pixels left and right of column `split`, as two
+    instance masks [B, 2, H, W] (one is empty when the object lies on one side)."""
+
+    def __init__(self, split: int):
+        super().__init__()
+        self.split = split
+
+    def forward(self, x):
+        bright = (x.mean(1, keepdim=True) > 0).float()
+        left = torch.zeros_like(bright)
+        left[..., :self.split] = 1
+        return torch.cat([bright * left, bright * (1 - left)], 1)
+
+
+class Bright(torch.nn.Module):
+    def forward(self, x):
+        return (x.mean(1, keepdim=True) > 0).float()
+
+
+def test_torchscript_reference_with_the_full_metric_set(tmp_path):
+    path = str(tmp_path / "bright.ts")
+    torch.jit.script(Bright()).save(path)
+    reference = load_reference(path, 32)
+    perfect = score_generated(DiscGenerator(empty_every=4), reference, num=40, batch=16, progress=False)
+    assert perfect["skipped_no_object"] == 10 and perfect["scored"] == 30
+    assert perfect["metrics"] == pytest.approx({k: 1.0 for k in ("fg_iou", "bg_iou", "miou", "f1", "precision",
+                                                                  "recall", "accuracy")})
+    moved = score_generated(DiscGenerator(offset=3), reference, num=4, batch=4, progress=False)["metrics"]
+    # a disc and the same disc 3 px (6 at 32 px) to the right: |A| = |B|, so precision = recall = F1 = overlap / |A|
+    assert moved["precision"] == pytest.approx(moved["recall"]) == pytest.approx(moved["f1"])
+    assert moved["fg_iou"] == pytest.approx(moved["f1"] / (2 - moved["f1"])) and moved["fg_iou"] < 0.8
+
+
+def test_multi_instance_composites_are_rejected(tmp_path):
+    """Labels4Free Table 2: samples where the reference finds several instances are not scored."""
+    split, whole = str(tmp_path / "split.ts"), str(tmp_path / "whole.ts")
+    torch.jit.script(Halves(16)).save(split)  # the centred disc falls on both sides: two instances
+    torch.jit.script(Halves(0)).save(whole)
+    two = score_generated(DiscGenerator(), load_reference(split, 32, "instances"), num=6, batch=6, progress=False)
+    assert two["skipped_multi_instance"] == 6 and two["scored"] == 0
+    kept = score_generated(DiscGenerator(), load_reference(split, 32, "instances"), num=6, batch=6, progress=False,
+                           reject_multi=False)
+    assert kept["scored"] == 6 and kept["iou"] == pytest.approx(1.0)  # the union of the instances
+    one = score_generated(DiscGenerator(), load_reference(whole, 32, "instances"), num=6, batch=6, progress=False)
+    assert one["scored"] == 6 and one["skipped_multi_instance"] == 0 and one["metrics"]["miou"] == pytest.approx(1.0)
+
+
+def test_reference_as_a_python_callable(tmp_path):
+    (tmp_path / "myref.py").write_text("def segment(x):\n    return (x.mean(1, keepdim=True) > 0).float()\n")
+    reference = load_reference(f"{tmp_path / 'myref.py'}:segment", 32)
+    assert score_generated(DiscGenerator(), reference, num=2, batch=2, progress=False)["iou"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no callable 'missing'"):
+        load_reference(f"{tmp_path / 'myref.py'}:missing", 32)
+    with pytest.raises(FileNotFoundError, match="neither a TorchScript file"):
+        load_reference(str(tmp_path / "absent.ts"), 32)
+    with pytest.raises(ValueError, match=r"expected \[B, 1, H, W\] probabilities"):  # 3 channels back
+        ExternalReference(lambda x: x, 32)(torch.zeros(1, 3, 32, 32), 0.01)
 
 
 def test_protocol_penalizes_misplaced_masks():
@@ -108,6 +168,14 @@ def test_command_scores_a_labels4free_run_at_its_threshold(tmp_path, monkeypatch
     assert figures["0.9"]["threshold"] == 0.9 and figures["0.9"]["images"] == 6
     assert figures["0.9"]["mask_mean"] == pytest.approx(figures["0.5"]["mask_mean"])  # the same composites
     assert figures["0.9"]["mask_coverage"] < figures["0.5"]["mask_coverage"]
+    ts = str(tmp_path / "bright.ts")
+    torch.jit.script(Bright()).save(ts)
+    out = tmp_path / "external.json"
+    result = CliRunner().invoke(generated_main, ["--ckpt", str(tmp_path / "run"), "--num", "4", "--reference", ts,
+                                                 "--reference-size", "32", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    external = json.load(open(out))
+    assert external["reference"] == ts and set(external["metrics"]) >= {"miou", "f1", "precision", "recall"}
 
 
 def test_reference_unet_trains_and_is_cached(tmp_path, monkeypatch):

@@ -4,7 +4,10 @@ import torch
 from layered_gan.checkpoint import load_checkpoint
 from layered_gan.config import load_config
 from layered_gan.networks import Generator
-from layered_gan.networks.alpha_network import AlphaNetwork, BackgroundGenerator
+import torch.nn.functional as F
+
+from layered_gan.networks.alpha_network import (AlphaNetwork, AuthorsAlphaNetwork, BackgroundGenerator,
+                                                Labels4FreeGenerator)
 from layered_gan.networks.port import save_port
 from layered_gan.training.objectives import Labels4Free
 from layered_gan.training.loop import train
@@ -65,6 +68,50 @@ def test_alpha_network_range_resolution_and_start_layer():
     assert not torch.allclose(alpha(features), mask)
     with pytest.raises(ValueError, match="alpha start resolution"):
         AlphaNetwork(CHANNELS, 16, start_resolution=32)
+
+
+def test_authors_alpha_network_size_matches_the_reference_layout():
+    """bg_extractor_repro on a 256-px config-f G (../shared/REFERENCE.md): 12 maps of 512 x8, 256 x2, 128 x2, each
+    1x1 to 3 channels; 4 merge convs 12 -> 6 (16 ... 128 px); a final 6 -> 1."""
+    widths = {4: [512], 8: [512] * 2, 16: [512] * 2, 32: [512] * 2, 64: [512] * 2, 128: [256] * 2, 256: [128] * 2}
+    net = AuthorsAlphaNetwork(widths, 256, start_resolution=8)
+    expected = 8 * (512 * 3 + 3) + 2 * (256 * 3 + 3) + 2 * (128 * 3 + 3) + 4 * (12 * 6 + 6) + (6 + 1)
+    assert sum(p.numel() for p in net.parameters()) == expected == 14947
+    assert [m.out_channels for m in net.merge] == [6] * 4 and net.to_alpha.in_channels == 6
+
+
+@torch.no_grad()
+def test_authors_alpha_network_hand_computation():
+    """Weights picking one path: the 8-px first map's channel 0, up-sampled bicubically (align_corners=True) to 16,
+    through a merge conv that copies it, leaky ReLU, up-sampled to 32, plus the 32-px block's maps (a bias 0.5)."""
+    net = AuthorsAlphaNetwork({4: [2], 8: [2, 2], 16: [2, 2], 32: [2, 2]}, 32, start_resolution=8)
+    for p in net.parameters():
+        p.zero_()
+    net.to_rgb[0][0].weight[0, 0] = 1.0  # 8 px, first conv's map: channel 0 -> output 0
+    net.merge[0].weight[0, 0] = 1.0  # 16 px: keep the up-sampled output 0
+    net.to_rgb[2][0].bias[0] = 0.5  # 32 px: the finest maps, added
+    net.to_alpha.weight[0, 0] = 1.0
+    features = [torch.randn(1, 2, r, r) for r in (4, 8, 8, 16, 16, 32, 32)]
+    up = F.interpolate(features[1][:, :1], size=(16, 16), mode="bicubic", align_corners=True)
+    up = F.interpolate(F.leaky_relu(up, 0.2), size=(32, 32), mode="bicubic", align_corners=True)
+    torch.testing.assert_close(net(features), torch.sigmoid(up + 0.5))
+    features[2].normal_()  # the second map of 8 px has its own (zero) conv: no effect
+    torch.testing.assert_close(net(features), torch.sigmoid(up + 0.5))
+
+
+@torch.no_grad()
+def test_same_latent_feeds_the_background_the_untruncated_foreground_latent():
+    """Labels4Free train.py: generator(noise, back=False, truncation=psi) and generator(noise, back=True)."""
+    G = tiny_generator()
+    z, noise = torch.randn(2, 16), (G.make_noise(2), G.make_noise(2))
+    other = torch.cat([z[:, :8], torch.randn(2, 8)], 1)  # same z, another z'
+    same = Labels4FreeGenerator(G, alpha_start_resolution=8, alpha_width=4, same_latent=True)
+    bg = same(z, truncation=0.5, noise=noise).background
+    torch.testing.assert_close(bg, same.background(G.styles(z[:, :8]), noise=noise[1]))
+    torch.testing.assert_close(same(other, truncation=0.5, noise=noise).background, bg)
+    independent = Labels4FreeGenerator(G, alpha_start_resolution=8, alpha_width=4)
+    torch.testing.assert_close(independent(z, noise=noise).background,
+                               independent.background(G.styles(z[:, 8:]), noise=noise[1]))
 
 
 def l4f_cfg(tmp_path, **loss):
@@ -130,3 +177,18 @@ def test_training_changes_only_the_alpha_network_and_d(tmp_path, monkeypatch):
     alpha = {k: v for k, v in start.state_dict().items() if k.startswith("alpha.")}
     assert all(not torch.equal(state["G"][k], v) for k, v in alpha.items())
     assert (tmp_path / "run" / "layers.png").is_file()
+    assert state["opt_d"]["param_groups"][0]["betas"] == (0.0, 0.99)  # l4f_demo: no lazy rescaling
+
+
+def test_lazy_adam_rescales_lr_and_betas_with_the_authors_network(tmp_path, monkeypatch):
+    """StyleGAN2 sec. 3.1: lr x c, beta ** c, c = k / (k + 1): D's R1 every 2 steps here, A's ratio the code's 4/5."""
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    cfg = l4f_cfg(tmp_path)
+    cfg["lazy_adam"] = True
+    cfg["labels4free"].update(alpha_network="authors", same_latent=True)
+    train(cfg, str(tmp_path / "run"))
+    state = load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))
+    d_group, g_group = state["opt_d"]["param_groups"][0], state["opt_g"]["param_groups"][0]
+    assert d_group["lr"] == pytest.approx(0.002 * 2 / 3) and d_group["betas"] == pytest.approx((0.0, 0.99 ** (2 / 3)))
+    assert g_group["lr"] == pytest.approx(0.002 * 4 / 5) and g_group["betas"] == pytest.approx((0.0, 0.99 ** 0.8))
+    assert any(k.startswith("alpha.merge") or k.startswith("alpha.to_rgb") for k in state["G"])

@@ -144,3 +144,28 @@ def test_empty_background_init_draws_what_labels4free_background_generator_draws
     assert torch.allclose(layers.background, want, atol=1e-5)
     assert not torch.allclose(layers.background, source.synthesis(ws, noise=noise), atol=1e-3)
     assert torch.allclose(layers.foreground, source.synthesis(ws, noise=noise), atol=1e-5)
+
+
+def test_rounded_shift_draw_halves_the_end_values():
+    """perturbed-seg draws round(U(-δ, δ)): P(±δ) = 1 / (4δ), the inner values 1 / (2δ); here δ = 2."""
+    from layered_gan.perturbations import draw_shift
+    delta = draw_shift(20000, 2, "rounded", torch.Generator().manual_seed(0)).flatten()
+    freq = {v: (delta == v).float().mean().item() for v in range(-2, 3)}
+    assert set(delta.tolist()) == set(range(-2, 3))
+    assert freq == pytest.approx({-2: 0.125, -1: 0.25, 0: 0.25, 1: 0.25, 2: 0.125}, abs=0.01)
+    uniform = draw_shift(20000, 2, "integer", torch.Generator().manual_seed(0)).flatten()
+    assert (uniform == 2).float().mean().item() == pytest.approx(0.2, abs=0.01)
+
+
+def test_channel_contrast_jitter_against_a_hand_computation():
+    """perturbed-seg: mean, min and max per channel; channel 0 in [0, 2] (mean 1), channel 1 all 5."""
+    bg = torch.zeros(1, 2, 1, 3)
+    bg[0, 0, 0] = torch.tensor([0.0, 1.0, 2.0])
+    bg[0, 1] = 5.0
+    c = 1 + (torch.rand(1, generator=torch.Generator().manual_seed(0)).item() * 2 - 1) * 0.3
+    out = contrast_jitter(bg, 0.3, torch.Generator().manual_seed(0), stats="channel")
+    want0 = [max(0.0, min(2.0, 1 + c * (v - 1))) for v in (0.0, 1.0, 2.0)]
+    torch.testing.assert_close(out[0, 0, 0], torch.tensor(want0))
+    torch.testing.assert_close(out[0, 1], bg[0, 1])  # its own mean: unchanged
+    image = contrast_jitter(bg, 0.3, torch.Generator().manual_seed(0), stats="image")
+    assert not torch.allclose(image[0, 1], bg[0, 1])  # one mean over both channels moves channel 1

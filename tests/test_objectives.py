@@ -124,3 +124,37 @@ def test_perturbgan_model_init_starts_both_layers_and_the_critic_from_a_stylegan
     with pytest.raises(ValueError, match="not a StyleGAN2 one"):
         obj.initialize(G, D)
     perturb_objective(model={"init": str(tmp_path / "missing.pt")})  # building (to load a run) reads no init
+
+
+def test_lazy_adam_ratios_per_mode():
+    """StyleGAN2 sec. 3.1: c = k / (k + 1) per lazily regularized network; 1 when lazy_adam is off or not lazy."""
+    from layered_gan.training.loop import lazy_ratios
+    obj = objective(pl_weight=2.0)[0]
+    assert lazy_ratios({"lazy_adam": True}, obj) == {"G": 2 / 3, "D": 4 / 5}
+    assert lazy_ratios({"lazy_adam": False}, obj) == {"G": 1, "D": 1}
+    assert lazy_ratios({"lazy_adam": True}, objective()[0]) == {"G": 1, "D": 4 / 5}  # no path-length term
+    assert lazy_ratios({"lazy_adam": True}, objective(type="wgan-gp")[0]) == {"G": 1, "D": 1}  # WGAN-GP: not lazy
+
+
+def test_mixing_crossover_is_drawn_among_the_active_layers():
+    """At 8 px a 16-px G uses 2 log2(8) - 2 = 4 of its 6 style slots: the crossover lies in 1..3, so it mixes."""
+    from layered_gan.training.objectives.base import mixing_latents
+    _, G, _, _ = objective()
+    rng = torch.Generator().manual_seed(0)
+    drawn = {mixing_latents(G, 1, 1.0, "cpu", rng, 8)[2] for _ in range(200)}
+    assert drawn == {1, 2, 3}
+    assert {mixing_latents(G, 1, 1.0, "cpu", rng, 16)[2] for _ in range(200)} == {1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("where", ["unshifted", "shifted"])
+def test_perturbgan_mask_terms_read_the_mask_the_setting_names(where, monkeypatch):
+    """perturb.mask_terms: eq. 3 on m (the paper) or on the shifted m' (perturbed-seg's code)."""
+    from layered_gan.training.objectives import perturbgan
+    obj, G, D = perturb_objective()
+    obj.pcfg["mask_terms"] = where
+    shifted = torch.full((4, 1, 16, 16), 0.125)
+    monkeypatch.setattr(perturbgan, "perturbed_composite", lambda layers, pcfg, rng: (layers.foreground, shifted))
+    phase = Phase(0, 16, 1.0, 4, 0.002, 0.0)
+    _, stats, extras = obj.g_loss(G, D, 4, phase, torch.Generator().manual_seed(0), 0, "cpu")
+    assert torch.equal(extras["mask"], shifted) == (where == "shifted")
+    assert (stats["loss/mask_size"].item() == pytest.approx(0.125)) == (where == "shifted")  # relu(0.25 - 0.125)

@@ -150,3 +150,25 @@ def test_generate_command_from_a_checkpoint(tmp_path, cache):
                            "--seeds", "0-2", "--out", str(out), "--singles"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(out))[:2] == ["seed0000_background.png", "seed0000_composite.png"] and len(os.listdir(out)) == 12
+
+
+def test_ema_decay_per_step_overrides_the_half_life():
+    """ema.decay: perturbed-seg's fixed 0.999 per step; null keeps the half-life with ramp-up."""
+    from layered_gan.training.ema import step_beta
+    assert step_beta({"decay": 0.999, "half_life_kimg": 10, "rampup": 0.05}, 32, 32) == 0.999
+    assert step_beta({"decay": None, "half_life_kimg": 10, "rampup": 0.05}, 32, 32) == ema_beta(32, 32, 10, 0.05)
+
+
+def test_fir_fade_of_reals_resamples_as_the_generator_fades():
+    """schedule.real_fade = "fir": down-sampled as D does, up-sampled by the generator's upsample_rgb."""
+    from cuda_ops import setup_filter, upfirdn2d
+    from layered_gan.networks.stylegan2 import SynthesisNetwork
+    from layered_gan.training.loop import fade_real
+    real = torch.randn(2, 3, 16, 16)
+    low = upfirdn2d(real, setup_filter((1, 3, 3, 1)), down=2, padding=1)
+    synthesis = SynthesisNetwork(16, 8, {4: 4, 8: 4, 16: 4})
+    torch.testing.assert_close(fade_real(real, 0.0, "fir"), synthesis.upsample_rgb(low))
+    torch.testing.assert_close(fade_real(real, 0.25, "fir"), fade_real(real, 0.0, "fir").lerp(real, 0.25))
+    box = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+    torch.testing.assert_close(fade_real(real, 0.0, "box"), box)
+    assert not torch.allclose(fade_real(real, 0.0, "fir"), box) and fade_real(real, 1.0, "fir") is real

@@ -72,7 +72,7 @@ def test_frozen_features_unchanged_by_a_step_while_g_gets_gradients_through_them
     real = torch.rand(8, 3, phase.resolution, phase.resolution) * 2 - 1
     trainable = [p for p in run.G.parameters() if p.requires_grad]
     weights_before = [p.detach().clone() for p in trainable]
-    train_step(run, objective, real, phase, 1, cfg["ema"])
+    train_step(run, objective, real, phase, 1, cfg)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)  # through D's ImageNet features
     assert any(not torch.equal(a, p) for a, p in zip(weights_before, trainable))  # G moved
     assert all(p.grad is None and not p.requires_grad for p in run.D.features.parameters())

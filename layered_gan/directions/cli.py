@@ -11,13 +11,13 @@ from ..files import write_json
 from ..runs import load_stylegan2, run_config
 from ..command import device_option, group
 from ..errors import about
-from ..segmenter.filters import default_filters
+from ..segmenter.filters import FILTER_RULES, FILTER_RULES_HELP, default_filters
 from ..segmenter.pairs import PairStream, export_pairs
 from .anchors import invert_images, save_anchors
 from .candidates import SOURCES, load_directions
 from .latent import BRIGHTNESS, SPACES
 from .masks import DirectionPairs, direction_source, direction_space, shift_row
-from .search import OPTIMIZER, Search, find_directions, print_table
+from .search import OPTIMIZER, TRUNCATION, Search, find_directions, print_table
 from .voynov import RULES
 
 
@@ -48,7 +48,8 @@ _SEARCH = {f.name: f.default for f in fields(Search)}  # the defaults, kept in s
 @click.option("--out", required=True, help="Folder: directions.pt, candidates.json, strips/.")
 @click.option("--space", default=_SEARCH["space"], show_default=True, type=click.Choice(SPACES),
               help="Latent space searched.")
-@click.option("--truncation", default=_SEARCH["truncation"], show_default=True, help="Truncation psi.")
+@click.option("--truncation", default=None, type=float,
+              help=f"Truncation psi [voynov {TRUNCATION['voynov']}, melas {TRUNCATION['melas']}: the authors' codes].")
 @click.option("--seed", default=_SEARCH["seed"], show_default=True)
 @click.option("--steps", type=click.IntRange(1), help=_optimizer_help("steps", "Adam steps (voynov: per candidate)"))
 @click.option("--lr", type=float, help=_optimizer_help("lr", "Adam learning rate"))
@@ -117,14 +118,16 @@ def anchors(ckpt, images, out, num, steps, lr, batch, device):
 @click.option("--histogram/--no-histogram", default=True, show_default=True,
               help="Drop low-contrast shifted images (12-bin histogram test).")
 @click.option("--component-ratio", default=0.2, show_default=True,
-              help="Remove 4-connected components smaller than this x the largest.")
+              help="Remove components smaller than this x the largest.")
+@click.option("--filter-rules", default="code", show_default=True, type=click.Choice(FILTER_RULES),
+              help=FILTER_RULES_HELP)
 @anchor_options
 @device_option
 def masks(direction, out, num, fmt, ckpt, lighter, darker, mode, seed, batch, max_coverage, min_coverage, histogram,
-          component_ratio, anchors, anchor_noise, device):
+          component_ratio, filter_rules, anchors, anchor_noise, device):
     """Write filtered (G(z), direction mask) pairs for distillation."""
     source = direction_source(direction, ckpt, lighter, darker, mode, device, anchors, anchor_noise)
-    filters = default_filters(max_coverage, min_coverage, histogram, component_ratio)
+    filters = default_filters(max_coverage, min_coverage, histogram, component_ratio, filter_rules)
     with about("--out"):
         export_pairs(PairStream(source, filters, batch, seed), num, out, fmt=fmt)
     click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")

@@ -18,16 +18,19 @@ from .melas import find_direction, loss_terms, radial_prior, sobel
 from .voynov import RULES, score_candidates
 
 OPTIMIZER = {"voynov": {"steps": 200, "lr": 0.005, "batch": 4}, "melas": {"steps": 1000, "lr": 0.05, "batch": 16}}
+# Truncation psi of the sampled latents: Melas-Kyriazi et al.'s code samples w at psi 0.5; Voynov et al. do not truncate
+TRUNCATION = {"voynov": 1.0, "melas": 0.5}
 
 
 @dataclass(frozen=True)
 class Search:
     """A direction search's settings. steps, lr, batch: Adam's (None: the method's, OPTIMIZER); candidates, num,
     signs, scale, rule, pca_samples: Voynov et al.'s; lam, eps: Melas-Kyriazi et al.'s; mode: the masks'
-    brightness; eval_batch: held-out latents of the figures; strip_samples: rows of each strip."""
+    brightness; eval_batch: held-out latents of the figures; strip_samples: rows of each strip; truncation: psi
+    (None: the method's, TRUNCATION)."""
     method: str
     space: str = "w"
-    truncation: float = 1.0
+    truncation: Optional[float] = None
     seed: int = 0
     steps: Optional[int] = None
     lr: Optional[float] = None
@@ -48,6 +51,10 @@ class Search:
         """{steps, lr, batch}: the given ones, else the method's."""
         given = dict(steps=self.steps, lr=self.lr, batch=self.batch)
         return {k: OPTIMIZER[self.method][k] if v is None else v for k, v in given.items()}
+
+    def psi(self):
+        """The truncation given, else the method's."""
+        return TRUNCATION[self.method] if self.truncation is None else self.truncation
 
 
 def print_table(rows, columns, echo=print):
@@ -126,7 +133,7 @@ def find_melas(space, search, echo=print):
 def find_directions(ckpt, search, out, device="cpu", echo=print):
     """Search segmenting directions in the generator of `ckpt` as `search` says: print the candidates table, write
     OUT/directions.pt, OUT/candidates.json and OUT/strips/. Returns the directions' names."""
-    latent = LatentSpace(load_stylegan2(ckpt), search.space, search.truncation, device)
+    latent = LatentSpace(load_stylegan2(ckpt), search.space, search.psi(), device)
     if search.method == "voynov":
         found = find_voynov(latent, search, echo)
         extra = dict(rule=search.rule, candidates=search.candidates, scale=search.scale)

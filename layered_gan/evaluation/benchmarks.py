@@ -1,9 +1,9 @@
 """Real-image benchmarks in their distributed layouts, with the papers' preprocessing.
 
-Voynov et al. and Melas-Kyriazi et al. score on CUB-200-2011, Oxford Flowers,
-and the saliency sets DUTS-TE, ECSSD and DUT-OMRON, each image centre-cropped
-to a square and resized to 128 (masks: foreground where the resized mask is
-above one half). Layouts, relative to ROOT:
+Voynov et al. and Melas-Kyriazi et al. score on CUB-200-2011 and Oxford Flowers centre-cropped to a square
+and resized to 128, and on the saliency sets DUTS-TE, ECSSD and DUT-OMRON as full images, the shorter side
+resized to 128 (their codes crop only CUB and Flowers); masks: foreground where the resized mask is above one
+half. Layouts, relative to ROOT:
 
 - cub: images.txt, images/CLASS/FILE.jpg, segmentations/CLASS/FILE.png (in ROOT
   or beside it, as the separate archive unpacks). Split file: ROOT/
@@ -43,6 +43,7 @@ class Item(NamedTuple):
     image: str  # path
     mask: str  # path
     blue_background: bool = False  # Flowers: the mask is an image with the background painted blue
+    crop: bool = True  # centre-cropped to a square (CUB, Flowers), or the full image (the saliency sets)
 
 
 def _need(path, what):
@@ -107,7 +108,7 @@ def folder_pair_items(root, dataset):
     if unpaired:
         raise BadValue(f"{dataset} in {root}: {len(unpaired)} files have no partner in the other folder: "
                        f"{', '.join(unpaired[:10])}")
-    return [Item(n, images[n], masks[n]) for n in sorted(images)]
+    return [Item(n, images[n], masks[n], crop=False) for n in sorted(images)]
 
 
 def benchmark_items(dataset, root, split=None, split_file=None):
@@ -131,13 +132,21 @@ def centre_crop(img, size=SIZE, resample=Image.BICUBIC):
     return img.crop((left, top, left + side, top + side)).resize((size, size), resample)
 
 
+def shorter_side(img, size=SIZE, resample=Image.BICUBIC):
+    """The full image, resized so that its shorter side is `size` (aspect ratio kept)."""
+    w, h = img.size
+    scale = size / min(w, h)
+    return img.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
+
+
 def _read(path):
     with open(_need(path, "an image"), "rb") as fh:
         return decode_image(fh.read(), path)
 
 
 def load_item(item, size=SIZE):
-    """(RGB PIL image, bool mask [size, size]) after the centre crop and resize."""
+    """(RGB PIL image, bool mask) after the centre crop and resize to size x size, or (item.crop false) the resize
+    of the shorter side to size."""
     image, mask = _read(item.image), _read(item.mask)
     if image.size != mask.size:
         raise BadValue(f"{item.image} is {image.size[0]}x{image.size[1]} but its mask {item.mask} is "
@@ -146,8 +155,9 @@ def load_item(item, size=SIZE):
         rgb = np.asarray(mask, np.int16)
         fg = ~((rgb[..., 0] < 60) & (rgb[..., 1] < 60) & (rgb[..., 2] > 150))  # JPEG smears the pure blue
         mask = Image.fromarray(fg.astype(np.uint8) * 255)
-    gray = np.asarray(centre_crop(mask.convert("L"), size, Image.BILINEAR), np.float32)
-    return centre_crop(image, size), gray > 127.5
+    resize = centre_crop if item.crop else shorter_side
+    gray = np.asarray(resize(mask.convert("L"), size, Image.BILINEAR), np.float32)
+    return resize(image, size), gray > 127.5
 
 
 class BenchmarkSource:

@@ -17,7 +17,7 @@ from .evaluate import MISSING, comparison_table, evaluate as score, listing, ope
 from .fid import ENV, collect_features, fid_kid, generated_batches, load_inception, reference_features
 from ..files import write_json
 from .generated import score_generated as score_generated_masks
-from .generated import synthetic_settings, train_reference
+from .generated import REFERENCE_OUTPUTS, load_reference, synthetic_settings, train_reference
 from .sources import ENCODINGS, MaskFunction
 from ..segmenter.model import BACKBONES
 
@@ -70,21 +70,42 @@ def evaluate(pred, gt, images, out, threshold, missing, cases, gt_encoding, fg_v
 @click.option("--truncation", default=1.0, show_default=True, help="Truncation psi of the generator.")
 @click.option("--steps", default=1200, show_default=True, type=click.IntRange(min=1),
               help="Training steps of the reference U-Net.")
+@click.option("--reference", default=None,
+              help="Reference segmenter: a TorchScript file or a Python callable as module:name or file.py:name "
+                   "(images [B, 3, H, W] in [-1, 1] in; see --reference-output). Default: a U-Net trained on the "
+                   "synthetic dataset's ground truth (runs on it only).")
+@click.option("--reference-output", default="probability", show_default=True, type=click.Choice(REFERENCE_OUTPUTS),
+              help="What --reference returns: object probability [B, 1, H, W] or instance masks [B, K, H, W].")
+@click.option("--reference-size", default=None, type=click.IntRange(min=8),
+              help="Resolution the composites are segmented at with --reference (default: the generator's; "
+                   "PerturbGAN up-samples 64 -> 128).")
+@click.option("--reject-multi/--keep-multi", default=True, show_default=True,
+              help="Skip composites where the reference finds several instances (Labels4Free Table 2).")
 @click.option("--reference-backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
-              help="The reference U-Net's encoder: from scratch, or the ImageNet EfficientNet-Lite0 fine-tuned.")
+              help="The default reference U-Net's encoder: from scratch, or the ImageNet EfficientNet-Lite0 "
+                   "fine-tuned (ImageNet supervision the papers did not use).")
 @click.option("--out", default=None, help="JSON file for the figures (default: RUN/generated_eval.json).")
 @device_option
-def score_generated(ckpt, num, threshold, truncation, steps, reference_backbone, out, device):
-    """Score a generator's masks against the reference segmenter (runs on the synthetic dataset only)."""
+def score_generated(ckpt, num, threshold, truncation, steps, reference, reference_output, reference_size, reject_multi,
+                    reference_backbone, out, device):
+    """Score a generator's masks against a reference segmenter (yours, or on the synthetic dataset a U-Net)."""
     with about("--ckpt"):
         run = load_run(ckpt, device=device)
         G, cfg = run.G, run.config
-        synthetic = synthetic_settings(cfg, ckpt)
-    reference, ref_iou = train_reference(synthetic, steps=steps, device=device, backbone=reference_backbone)
-    if ref_iou < 0.9:
-        click.echo(f"warning: the reference reaches only {ref_iou:.3f} IoU on held-out images (target 0.9)", err=True)
-    figures = {"reference_test_iou": ref_iou, "reference_backbone": reference_backbone, "truncation": truncation,
-               **score_generated_masks(G, reference, num, device=device, threshold=threshold, truncation=truncation)}
+        synthetic = None if reference else synthetic_settings(cfg, ckpt)
+    if reference:
+        with about("--reference"):
+            size = reference_size or G(torch.zeros(1, G.z_dim, device=device)).mask.shape[-1]
+            ref, extra = load_reference(reference, size, reference_output), {"reference": reference}
+    else:
+        ref, ref_iou = train_reference(synthetic, steps=steps, device=device, backbone=reference_backbone)
+        extra = {"reference_test_iou": ref_iou, "reference_backbone": reference_backbone}
+        if ref_iou < 0.9:
+            click.echo(f"warning: the reference reaches only {ref_iou:.3f} IoU on held-out images (target 0.9)",
+                       err=True)
+    figures = {**extra, "truncation": truncation,
+               **score_generated_masks(G, ref, num, device=device, threshold=threshold, truncation=truncation,
+                                       reject_multi=reject_multi)}
     click.echo(json.dumps(figures, indent=2))
     write_json(out or os.path.join(ckpt if os.path.isdir(ckpt) else os.path.dirname(ckpt), "generated_eval.json"),
                figures)

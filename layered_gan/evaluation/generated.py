@@ -1,19 +1,26 @@
 """Scoring generated masks with a supervised reference segmenter (PerturbGAN Table 1 protocol).
 
-The paper runs Mask R-CNN on generated composites; on the synthetic dataset a
-U-Net trained on the train split's ground truth plays that role (it must reach
-0.9 IoU on held-out real images). Composites are segmented at the reference's
-resolution (smaller ones up-sampled, as the paper does 64 -> 128); those where
-it finds no object are skipped and counted; generated masks are binarized at
---threshold (0.5; Labels4Free's Table 2 protocol: 0.9) and compared with its
-masks. Any pair source (`segmenter.pairs`: image, mask) can be scored this way:
-a layered or Labels4Free generator here, latent-direction masks in
-`layered-gan directions score`.
+The papers run a pretrained detector on generated composites (PerturbGAN Tables 1-2: Mask R-CNN on LSUN;
+Labels4Free Table 2: Detectron2, multi-instance samples rejected). Its weights cannot ship here, so the
+reference is the user's (`ExternalReference`): a TorchScript file or a Python callable `module:name` taking
+images [B, 3, H, W] in [-1, 1] and returning either a per-pixel object probability [B, 1, H, W]
+(output="probability") or instance masks [B, K, H, W] (output="instances": one channel per detection,
+all-zero channels for none). On the synthetic dataset a U-Net trained on the train split's ground truth
+plays that role by default (it must reach 0.9 IoU on held-out real images). Composites are segmented at the
+reference's resolution (smaller ones up-sampled, as the paper does 64 -> 128); those where it finds no
+object are skipped and counted, and with instance masks those with more than one (Labels4Free's
+rejection); generated masks are binarized at --threshold (0.5; Labels4Free's Table 2 protocol: 0.9) and
+compared with its masks: fg / bg IoU, mIoU, F1, precision, recall and accuracy (metrics.py). Any pair
+source (`segmenter.pairs`: image, mask) can be scored this way: a layered or Labels4Free generator here,
+latent-direction masks in `layered-gan directions score`.
 
     layered-gan score-generated --ckpt runs/demo --num 2000
     layered-gan score-generated --ckpt runs/l4f_demo --threshold 0.9
+    layered-gan score-generated --ckpt runs/l4f_car --reference maskrcnn_car.ts --reference-output instances \
+        --reference-size 512 --threshold 0.9
 """
 
+import importlib.util
 import os
 
 import numpy as np
@@ -23,14 +30,14 @@ from tqdm import tqdm
 
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
-from ..errors import BadValue
+from ..errors import BadValue, MissingPath
 from ..paths import cache_dir
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
 from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
 from .baselines import centre_disc
 from .evaluate import evaluate
-from .metrics import iou_per_image
+from .metrics import METRICS, Scores, iou_per_image
 from .sources import FileSource, SegmenterMasks
 
 
@@ -75,31 +82,95 @@ def synthetic_settings(cfg, ckpt):
     return cfg["data"]["synthetic"]
 
 
+REFERENCE_OUTPUTS = ("probability", "instances")
+
+
+class ExternalReference:
+    """A user's reference segmenter (module docstring) run at `resolution` px; `min_area`: the share of the image
+    a detection must cover to count."""
+
+    def __init__(self, fn, resolution, output="probability"):
+        if output not in REFERENCE_OUTPUTS:
+            raise BadValue(f"reference output must be one of {REFERENCE_OUTPUTS}, got {output!r}")
+        self.fn, self.resolution, self.output = fn, resolution, output
+
+    def __call__(self, x, min_area):
+        """(object mask bool [B, S, S], detected instances [B]) for images [B, 3, S, S]."""
+        out = self.fn(x).float()
+        if out.ndim != 4 or out.shape[0] != len(x) or out.shape[-2:] != x.shape[-2:] or (
+                self.output == "probability" and out.shape[1] != 1):
+            wanted = "[B, 1, H, W] probabilities" if self.output == "probability" else "[B, K, H, W] instances"
+            raise BadValue(f"the reference returned {list(out.shape)} for images {list(x.shape)}; expected {wanted}")
+        detections = (out > 0.5).cpu().numpy()
+        counted = detections.reshape(*detections.shape[:2], -1).mean(2) >= min_area  # [B, K]
+        mask = (detections & counted[:, :, None, None]).any(1)
+        return mask, counted.sum(1)
+
+
+class UNetReference:
+    """A U-Net of segmenter.model (the synthetic dataset's reference): one object where it covers min_area."""
+
+    def __init__(self, model):
+        self.model, self.resolution = model, model.resolution
+
+    def __call__(self, x, min_area):
+        mask = predict(self.model, x)[:, 0].cpu().numpy() > 0.5
+        return mask, (mask.reshape(len(mask), -1).mean(1) >= min_area).astype(np.int64)
+
+
+def load_reference(spec, resolution, output="probability"):
+    """ExternalReference from a TorchScript file or a callable given as `module:name` (or `file.py:name`)."""
+    if os.path.isfile(spec):
+        fn = torch.jit.load(spec, map_location="cpu").eval()
+    elif ":" in spec:
+        module_name, name = spec.rsplit(":", 1)
+        if module_name.endswith(".py"):
+            if not os.path.isfile(module_name):
+                raise MissingPath(f"--reference {spec}: {module_name} does not exist")
+            loader = importlib.util.spec_from_file_location(os.path.basename(module_name)[:-3], module_name)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        fn = getattr(module, name, None)
+        if not callable(fn):
+            raise BadValue(f"--reference {spec}: {module_name} has no callable {name!r}")
+    else:
+        raise MissingPath(f"--reference {spec} is neither a TorchScript file nor a callable as module:name")
+    return ExternalReference(fn, resolution, output)
+
+
 @torch.no_grad()
 def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold=0.5, seed=0, progress=True,
-                desc="scoring masks"):
+                desc="scoring masks", reject_multi=True):
     """The reference protocol on `num` (image, mask) pairs of a pair source; returns a dict of figures.
 
-    Images are segmented at the reference's resolution (bilinear up- or down-sampling; masks nearest);
-    those where it finds less than `min_area` foreground are skipped and counted. iou: mean foreground
+    reference: an ExternalReference, or a U-Net (UNetReference). Images are segmented at the reference's
+    resolution (bilinear up- or down-sampling; masks nearest); those where it finds no object covering
+    `min_area` are skipped and counted, and (reject_multi) those with several instances. metrics: the
+    per-image means of fg_iou, bg_iou, miou, f1, precision, recall, accuracy. iou: mean foreground
     IoU of mask > threshold; full_mask_iou: the same for an all-foreground mask (the floor to beat);
     centre_iou: the same for a centred disc covering as much as each mask (what its placement adds to
     its size: a mask that only follows the generators' centre bias scores no more); soft_mask_share:
     pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
     """
     generator = torch.Generator().manual_seed(seed)
+    reference = reference if isinstance(reference, ExternalReference) else UNetReference(reference)
     size = reference.resolution
-    ious, full, centre, soft, means, coverage, skipped = [], [], [], [], [], [], 0
+    ious, full, centre, soft, means, coverage, skipped, multi = [], [], [], [], [], [], 0, 0
+    scores = Scores(threshold)
     for start in tqdm(range(0, num, batch), desc=desc, disable=not progress):
         pairs = source.sample(min(batch, num - start), generator)
         x = pairs.image
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        ref = predict(reference, x)[:, 0].cpu().numpy() > 0.5
+        ref, instances = reference(x, min_area)
         mask = F.interpolate(pairs.mask.float(), size=size, mode="nearest")[:, 0].cpu().numpy()
-        found = ref.reshape(len(ref), -1).mean(1) >= min_area
-        skipped += int((~found).sum())
+        skipped += int((instances == 0).sum())
+        multi += int((instances > 1).sum()) if reject_multi else 0
+        found = (instances == 1) if reject_multi else (instances >= 1)
         if found.any():
+            scores.update(mask[found], ref[found])
             ious.append(iou_per_image(mask[found] > threshold, ref[found])[0])
             full.append(iou_per_image(np.ones_like(ref[found]), ref[found])[0])
             discs = np.stack([centre_disc(size, (m > threshold).mean()) for m in mask[found]])
@@ -112,15 +183,17 @@ def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold
     def mean(v):
         return float(v.mean()) if len(v) else 0.0
 
-    return {"images": num, "scored": int(len(ious)), "skipped_no_object": skipped, "threshold": threshold,
-            "iou": mean(ious), "full_mask_iou": mean(full), "centre_iou": mean(centre),
+    metrics = scores.summary()["per_image"] if len(scores) else {k: 0.0 for k in METRICS}
+    return {"images": num, "scored": int(len(ious)), "skipped_no_object": skipped, "skipped_multi_instance": multi,
+            "threshold": threshold, "metrics": {k: metrics[k] for k in METRICS}, "iou": mean(ious),
+            "full_mask_iou": mean(full), "centre_iou": mean(centre),
             "soft_mask_share": float(np.concatenate(soft).mean()), "mask_mean": float(np.concatenate(means).mean()),
             "mask_coverage": float(np.concatenate(coverage).mean())}
 
 
 def score_generated(G, reference, num=2000, batch=100, min_area=0.01, seed=0, device="cpu", progress=True,
-                    threshold=0.5, truncation=1.0):
+                    threshold=0.5, truncation=1.0, reject_multi=True):
     """Table 1 protocol on `num` unshifted composites of a layered or Labels4Free generator (its EMA copy),
     their soft masks binarized at `threshold`. Returns a dict of figures (score_masks)."""
     return score_masks(LayeredGeneratorPairs(G, truncation, None, device), reference, num, batch, min_area,
-                       threshold, seed, progress, desc="scoring composites")
+                       threshold, seed, progress, desc="scoring composites", reject_multi=reject_multi)

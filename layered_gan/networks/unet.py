@@ -14,15 +14,18 @@ def _block(cin, cout):
 
 
 class UNet(nn.Module):
-    """`depth` 2x down-samplings, widths width x 2^level; bilinear up-sampling and skip concatenation."""
+    """`depth` 2x down-samplings, widths width x 2^level; bilinear up-sampling and skip concatenation.
 
-    def __init__(self, in_channels=3, width=16, depth=3):
+    classes: 1 (one foreground logit) or 2 (the papers' two-class head: background and foreground logits l0, l1;
+    the output is l1 - l0, so sigmoid and binary cross-entropy on it equal softmax and 2-class cross-entropy)."""
+
+    def __init__(self, in_channels=3, width=16, depth=3, classes=1):
         super().__init__()
         widths = [width * 2 ** i for i in range(depth + 1)]
         self.down = nn.ModuleList([_block(in_channels, widths[0])] +
                                   [_block(widths[i], widths[i + 1]) for i in range(depth)])
         self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
-        self.head = nn.Conv2d(widths[0], 1, 1)
+        self.head = nn.Conv2d(widths[0], classes, 1)
 
     def encode(self, x):
         """The encoder's feature maps, finest first (depth + 1 levels)."""
@@ -37,7 +40,8 @@ class UNet(nn.Module):
         x = skips[-1]
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
-        return self.head(x)
+        logits = self.head(x)
+        return logits if logits.shape[1] == 1 else logits[:, 1:] - logits[:, :1]
 
 
 class EfficientNetUNet(nn.Module):

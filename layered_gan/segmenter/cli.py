@@ -8,7 +8,7 @@ import click
 from ..command import command, device_option
 from ..errors import about
 from ..evaluation.evaluate import open_source
-from .filters import default_filters
+from .filters import FILTER_RULES, FILTER_RULES_HELP, default_filters
 from .model import load_segmenter
 from .pairs import PairStream, export_pairs, generator_source
 from .segment import segment_source
@@ -22,7 +22,9 @@ def filter_options(fn):
         click.option("--histogram/--no-histogram", default=True, show_default=True,
                      help="Low-contrast histogram test (on the soft mask for a layered generator)."),
         click.option("--component-ratio", default=0.2, show_default=True,
-                     help="Remove 4-connected components smaller than this x the largest."),
+                     help="Remove components smaller than this x the largest."),
+        click.option("--filter-rules", default="code", show_default=True, type=click.Choice(FILTER_RULES),
+                     help=FILTER_RULES_HELP),
         click.option("--threshold", default=0.5, show_default=True,
                      help="Binarize a layered or Labels4Free generator's masks at this value (negative: keep them "
                           "soft)."),
@@ -57,12 +59,12 @@ def segment(model, images, out, threshold, soft, device):
 @click.option("--batch", default=256, show_default=True, type=click.IntRange(min=1), help="Pairs generated per step.")
 @filter_options
 @device_option
-def pairs(ckpt, num, out, seed, batch, max_coverage, min_coverage, histogram, component_ratio, threshold, truncation,
-          device):
+def pairs(ckpt, num, out, seed, batch, max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold,
+          truncation, device):
     """Export filtered generated pairs to an LMDB for distillation (`distill --pairs`)."""
     with about("--ckpt"):
         source, _ = generator_source(ckpt, threshold, truncation, device)
-    filters = default_filters(max_coverage, min_coverage, histogram, component_ratio)
+    filters = default_filters(max_coverage, min_coverage, histogram, component_ratio, filter_rules)
     with about("--out"):
         export_pairs(PairStream(source, filters, batch, seed), num, out)
     click.echo(f"{num} pairs in {out}; filters: {json.dumps(filters.report())}")

@@ -3,11 +3,17 @@
 - mask size: drop masks covering more than a fraction of the image (0.5);
 - near-empty: drop masks covering less than a fraction (0.01), which teach nothing;
 - histogram: the image the mask was read from "should have mostly dark and light
-  pixels": a 12-bin intensity histogram, smoothed with a moving average of
-  window 3, must have no local maximum outside its first and last bins;
-- connected components: remove the 4-connected foreground components smaller
-  than 0.2 x the largest (this one edits masks and rejects nothing).
+  pixels". Two rules (`rules` of default_filters):
+  "code", both authors' codes (Voynov's `maxes_filter`, Melas-Kyriazi's `get_histogram_filter_indices`):
+  a 12-bin histogram of the image's RGB values in [-1, 1], summed over a window of 3 (zero padded), is kept
+  when it has at least two local maxima by `>=` (flat runs, empty bins included, count every bin), so it
+  rarely rejects; "paper", the paper's text read literally: a grayscale histogram smoothed by a moving
+  average must have no local maximum outside its first and last bins (rejects most pairs);
+- connected components: remove the foreground components smaller than 0.2 x the largest, 8-connected in
+  the codes (`skimage.measure.label`), 4-connected by the "paper" rules (this one edits masks and rejects
+  nothing).
 
+Order: the codes' (components, size, histogram) by the "code" rules; size, histogram, components by "paper".
 Each filter counts what it rejected (or, for components, how many masks it edited).
 Masks are binarized at 0.5 for coverage and components.
 """
@@ -60,22 +66,35 @@ def interior_peak(hist):
     return False
 
 
+def code_histogram_keeps(image, bins=12, window=3):
+    """The codes' test on one image's values in [-1, 1]: at least two local maxima (`>=`) of the windowed sum."""
+    hist = torch.histc(image.float().flatten(), bins, -1, 1)
+    hist = torch.nn.functional.conv1d(hist.view(1, 1, -1), torch.ones(1, 1, window), padding=window // 2).flatten()
+    left = torch.cat([torch.tensor([True]), hist[1:] >= hist[:-1]])
+    right = torch.cat([hist[:-1] >= hist[1:], torch.tensor([True])])
+    return int((left & right).sum()) >= 2
+
+
 class HistogramContrast:
-    """Reject low-contrast pairs, judged on `pairs.contrast` (the image the mask was read from)."""
+    """Reject low-contrast pairs, judged on `pairs.contrast` (the image the mask was read from, in [0, 1]) by the
+    "code" or the "paper" rule (module docstring)."""
 
     name = "histogram"
 
-    def __init__(self, bins=12, window=3):
-        self.bins, self.window = bins, window
+    def __init__(self, bins=12, window=3, rule="code"):
+        self.bins, self.window, self.rule = bins, window, rule
 
     def keep(self, pairs):
+        if self.rule == "code":
+            images = pairs.contrast.float().cpu() * 2 - 1
+            return np.array([code_histogram_keeps(im, self.bins, self.window) for im in images], bool)
         values = pairs.contrast.float().mean(1).flatten(1).cpu().numpy()  # grayscale
         return np.array([not interior_peak(smoothed_histogram(v, self.bins, self.window)) for v in values], bool)
 
 
-def keep_large_components(mask, ratio=0.2):
-    """Bool [H, W] without the 4-connected components smaller than ratio x the largest."""
-    labels, count = ndimage.label(mask)  # default structure: 4-connectivity
+def keep_large_components(mask, ratio=0.2, connectivity=4):
+    """Bool [H, W] without the 4- or 8-connected components smaller than ratio x the largest."""
+    labels, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(2, connectivity // 4))
     if count <= 1:
         return mask
     sizes = np.bincount(labels.ravel())[1:]
@@ -87,13 +106,13 @@ class Components:
     name = "components"
     edits = True
 
-    def __init__(self, ratio=0.2):
-        self.ratio = ratio
+    def __init__(self, ratio=0.2, connectivity=4):
+        self.ratio, self.connectivity = ratio, connectivity
 
     def apply(self, pairs):
         """(pairs with small components zeroed in the mask, number of masks edited)."""
         binary = (pairs.mask[:, 0] > 0.5).cpu().numpy()
-        cleaned = np.stack([keep_large_components(b, self.ratio) for b in binary])
+        cleaned = np.stack([keep_large_components(b, self.ratio, self.connectivity) for b in binary])
         edited = (cleaned != binary).any((1, 2))
         mask = pairs.mask * torch.from_numpy(cleaned | ~binary)[:, None].to(pairs.mask)
         return pairs._replace(mask=mask), int(edited.sum())
@@ -131,9 +150,18 @@ class FilterChain:
                 "edited": {k: v for k, v in self.counts.items() if k in edits}}
 
 
-def default_filters(max_coverage=0.5, min_coverage=0.01, histogram=True, component_ratio=0.2):
-    """The papers' chain, in their order (size, histogram, components) with the near-empty test after size."""
-    filters = [MaxCoverage(max_coverage), MinCoverage(min_coverage)]
-    if histogram:
-        filters.append(HistogramContrast())
-    return FilterChain(filters + [Components(component_ratio)])
+FILTER_RULES = ("code", "paper")
+FILTER_RULES_HELP = ("code: the authors' codes (histogram rule of maxes_filter, 8-connected components, order "
+                     "components, size, histogram); paper: the paper's text (literal histogram rule, 4-connected, "
+                     "order size, histogram, components).")
+
+
+def default_filters(max_coverage=0.5, min_coverage=0.01, histogram=True, component_ratio=0.2, rules="code"):
+    """The chain with the near-empty test after size: by the authors' codes (rules="code": 8-connected components
+    first, then size, then the codes' histogram rule) or the paper's text ("paper": size, the literal histogram
+    rule, 4-connected components)."""
+    size = [MaxCoverage(max_coverage), MinCoverage(min_coverage)]
+    contrast = [HistogramContrast(rule=rules)] if histogram else []
+    if rules == "code":
+        return FilterChain([Components(component_ratio, connectivity=8)] + size + contrast)
+    return FilterChain(size + contrast + [Components(component_ratio, connectivity=4)])

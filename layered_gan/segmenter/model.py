@@ -19,17 +19,26 @@ FILENAME = "segmenter.pt"
 BACKBONES = ("unet", "efficientnet")
 
 
-def build_segmenter(resolution, width=16, depth=3, backbone="unet", pretrained=True):
+# U-Net sizes for `distill --unet`: the CPU-sized demo one, and the papers' (Voynov et al., Melas-Kyriazi et al.:
+# base width 64, 4 down-samplings, 2-class cross-entropy)
+UNET_PRESETS = {"cpu": {"width": 32, "depth": 3, "classes": 1}, "paper": {"width": 64, "depth": 4, "classes": 2}}
+
+
+def build_segmenter(resolution, width=16, depth=3, backbone="unet", pretrained=True, classes=1):
     """A fresh segmenter that remembers its resolution and settings (saved with it).
 
     backbone: "unet", the from-scratch U-Net (the papers' setting), or "efficientnet", the ImageNet
     EfficientNet-Lite0 as the encoder, fine-tuned (supervision the papers did not use; depth is then unused).
     pretrained: start that encoder from the ImageNet weights (loading a saved segmenter does not need them).
+    classes: the U-Net's output channels (2: the papers' two-class head, read as one logit l1 - l0).
     """
     if backbone not in BACKBONES:
         raise BadValue(f"segmenter backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
-    model = UNet(width=width, depth=depth) if backbone == "unet" else EfficientNetUNet(width, pretrained)
-    model.resolution, model.settings = int(resolution), {"width": width, "depth": depth, "backbone": backbone}
+    if backbone == "efficientnet" and classes != 1:
+        raise BadValue("the efficientnet backbone has a one-logit head; use --unet cpu with it")
+    model = UNet(width=width, depth=depth, classes=classes) if backbone == "unet" else EfficientNetUNet(width, pretrained)
+    model.resolution = int(resolution)
+    model.settings = {"width": width, "depth": depth, "backbone": backbone, "classes": classes}
     return model
 
 

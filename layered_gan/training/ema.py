@@ -1,4 +1,5 @@
-"""Exponential moving average of generator weights, with a half-life in images and a ramp-up."""
+"""Exponential moving average of generator weights: a half-life in images with a ramp-up (StyleGAN2's code), or a
+fixed decay per step (`ema.decay`: PerturbGAN's code decays 0.999 per step)."""
 
 import torch
 
@@ -13,6 +14,13 @@ def ema_beta(batch, images_seen, half_life_kimg=10.0, rampup=0.05):
     if rampup:
         half_life = min(half_life, images_seen * rampup)
     return 0.5 ** (batch / max(half_life, 1e-8))
+
+
+def step_beta(ema_cfg, batch, images_seen):
+    """This step's decay: ema.decay when set (not null), else ema_beta of the half-life and ramp-up."""
+    if ema_cfg.get("decay") is not None:
+        return ema_cfg["decay"]
+    return ema_beta(batch, images_seen, ema_cfg["half_life_kimg"], ema_cfg["rampup"])
 
 
 @torch.no_grad()

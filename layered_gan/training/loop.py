@@ -17,22 +17,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cuda_ops import setup_filter, upfirdn2d
+
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
 from ..errors import BadValue
 from ..files import write_json
 from ..images import save_image_grid
-from .ema import ema_beta, update_ema
+from .ema import step_beta, update_ema
 from .objectives import make_objective
 from .run_folder import remove_stale_temporaries
 from .schedule import phase_at
 
 
-def fade_real(real, alpha):
-    """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version."""
+FADE_FILTER = (1, 3, 3, 1)  # the networks' resample_filter
+
+
+def fade_real(real, alpha, resampling="fir"):
+    """Real images at a fading-in resolution: blend with their 2x down-and-up-sampled version; "fir" resamples
+    with the [1, 3, 3, 1] filter of the generator's fade (SynthesisNetwork.upsample_rgb) and D's down-sampling, so
+    during a fade reals and fakes share one blur; "box" is average pooling and nearest up-sampling."""
     if alpha >= 1:
         return real
-    return F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest").lerp(real, alpha)
+    if resampling == "box":
+        low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+    else:
+        f = setup_filter(FADE_FILTER, device=real.device)
+        low = upfirdn2d(upfirdn2d(real, f, down=2, padding=1), f, up=2, padding=(2, 1, 2, 1), gain=4)
+    return low.lerp(real, alpha)
 
 
 def average_gradients(module, world_size):
@@ -57,6 +69,17 @@ def check_finite(stats, step, ckpt_path):
             raise FloatingPointError(f"non-finite {name} = {value} at step {step}; last good checkpoint: {last}")
 
 
+def lazy_ratios(cfg, objective):
+    """{"G": c, "D": c}: c = interval / (interval + 1) for a network regularized lazily when config `lazy_adam` is
+    on (StyleGAN2 sec. 3.1: lr x c, betas ** c), else 1."""
+    intervals = objective.lazy_intervals() if cfg.get("lazy_adam", False) else {}
+    ratios = {}
+    for net in ("G", "D"):
+        k = intervals.get(net)
+        ratios[net] = k / (k + 1) if k else 1
+    return ratios
+
+
 class Run:
     """What a training run holds between steps: models, optimizers, its RNG stream and its position."""
 
@@ -71,8 +94,10 @@ class Run:
             self.D = self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=0.001, betas=tuple(cfg["betas"]))
+        self.lr_ratio = lazy_ratios(cfg, objective)
+        self.opt_g, self.opt_d = (torch.optim.Adam(net.parameters(), lr=0.001,
+                                                   betas=tuple(b ** self.lr_ratio[name] for b in cfg["betas"]))
+                                  for name, net in (("G", self.G), ("D", self.D)))
         self.rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ...
         self.images_seen, self.step = 0, 0
 
@@ -122,17 +147,18 @@ def start_phase(run, phase, dataset, cfg, world):
     loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG
         dataset, batch_size=phase.batch // world, sampler=sampler, num_workers=cfg["workers"],
         persistent_workers=cfg["workers"] > 0, generator=torch.Generator().manual_seed(cfg["seed"]))
-    for opt in (run.opt_g, run.opt_d):
+    for opt, name in ((run.opt_g, "G"), (run.opt_d, "D")):
         for group in opt.param_groups:
-            group["lr"] = phase.lr
+            group["lr"] = phase.lr * run.lr_ratio[name]
     return iter(loader)
 
 
-def train_step(run, objective, real, phase, world, ema_cfg):
+def train_step(run, objective, real, phase, world, cfg):
     """One critic step, one generator step, the EMA update; returns (losses, stats, extras)."""
     G, D = run.G, run.D
     device = real.device
-    d_loss, stats = objective.d_loss(G, D, fade_real(real, phase.alpha), phase, run.rng, run.step)
+    real = fade_real(real, phase.alpha, cfg["schedule"].get("real_fade", "box"))  # absent in runs before issue 18
+    d_loss, stats = objective.d_loss(G, D, real, phase, run.rng, run.step)
     run.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     if world > 1:
@@ -152,7 +178,7 @@ def train_step(run, objective, real, phase, world, ema_cfg):
 
     run.images_seen += phase.batch
     run.step += 1
-    update_ema(run.G_ema, G, ema_beta(phase.batch, run.images_seen, ema_cfg["half_life_kimg"], ema_cfg["rampup"]))
+    update_ema(run.G_ema, G, step_beta(cfg["ema"], phase.batch, run.images_seen))
     return (d_loss.item(), g_loss.item()), {k: v.item() for k, v in stats.items()}, extras
 
 
@@ -220,7 +246,7 @@ def train(cfg, out, resume=None, device="cpu"):
                 run.save(ckpt_path, objective, cfg, rank, world)
             batches = start_phase(run, p, dataset, cfg, world)
         phase = p
-        losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg["ema"])
+        losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg)
         check_finite(stats, run.step, ckpt_path)
         log.step(run, objective, phase, losses, stats, extras)
         if run.images_seen >= next_ckpt + cfg["log"]["checkpoint_kimg"] * 1000 or run.images_seen >= total:

@@ -6,6 +6,7 @@ Each step the loop calls `d_loss` (the critic's step on real images and fresh fa
 one batch of fakes in every mode the same way: fake(G, batch, phase, rng, device) -> Fake.
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -36,6 +37,11 @@ class Objective:
 
     def initialize(self, G, D):
         """A fresh run's starting weights, beyond build()'s (e.g. PerturbGAN's model.init); none by default."""
+
+    def lazy_intervals(self):
+        """{"G": steps, "D": steps} between lazy regularization steps of each network (None: not lazy), for the
+        Adam rescaling of config `lazy_adam` (StyleGAN2 sec. 3.1). D: R1 of the logistic loss."""
+        return {"G": None, "D": self.lcfg["r1_interval"] if self.lcfg.get("type", "logistic") == "logistic" else None}
 
     def fake(self, G, batch, phase, rng, device):
         """A Fake for `batch` fresh latents, all randomness from `rng` (a CPU torch.Generator)."""
@@ -70,12 +76,15 @@ class Objective:
         pass
 
 
-def mixing_latents(G, batch, mixing_prob, device, rng):
-    """(z, z2, inject_index): with probability mixing_prob a second latent takes over at a random layer."""
+def mixing_latents(G, batch, mixing_prob, device, rng, resolution):
+    """(z, z2, inject_index): with probability mixing_prob a second latent takes over at a random layer among
+    those active at `resolution` (2 log2(resolution) - 2 style slots; StyleGAN's code draws the crossover
+    below its current layer count too), so every mixing draw mixes."""
     z = torch.randn(batch, G.z_dim, generator=rng).to(device)
     if torch.rand([], generator=rng) < mixing_prob:
         z2 = torch.randn(batch, G.z_dim, generator=rng).to(device)
-        return z, z2, int(torch.randint(1, G.n_latent, [], generator=rng))
+        active = min(G.n_latent, 2 * int(math.log2(resolution)) - 2)
+        return z, z2, int(torch.randint(1, active, [], generator=rng))
     return z, None, None
 
 

@@ -1,7 +1,8 @@
 """The Labels4Free objective (Abdal et al. 2021, sec. 3.3 and 4.6): train an alpha network on a frozen StyleGAN2.
 
-The composite of eq. 1, I = M G(w) + (1 - M) G_bg(w'), with w, w' from independent latents (W
-space, no style mixing, truncation psi on G only), goes to a discriminator trained from scratch.
+The composite of eq. 1, I = M G(w) + (1 - M) G_bg(w'), with w, w' from independent latents (the paper; the
+authors' train.py feeds the same latent: `labels4free.same_latent`) (W space, no style mixing, truncation psi
+on G only), goes to a discriminator trained from scratch.
 Only the alpha network and D train. Alpha network loss:
     alpha_adv_weight x softplus(-D(I)) + lambda1 B(M) + lambda2 C(M) + lambda3 E(M)
 with B(M) = min(M, 1 - M) (binarization), C(M) = relu(phi1 - mean M) (foreground coverage) and
@@ -14,7 +15,8 @@ code instead scales the alpha network's adversarial term (`sat_weight`): `alpha_
 Config: model.ckpt (a StyleGAN2-port checkpoint or a `stylegan2_*` run of ours), model.resolution
 (must be the checkpoint's), the discriminator's widths (model.channel_base, channel_max,
 mbstd_group); section `labels4free`: truncation, zero ("const" / "conv"), zero_channels (null: all),
-alpha_start_resolution, alpha_width. The networks are built by runs.build_models.
+alpha_start_resolution, alpha_width, alpha_network ("authors" / "compact"), same_latent. The networks are built by
+runs.build_models.
 """
 
 import torch
@@ -31,9 +33,14 @@ class Labels4Free(Objective):
         self.lcfg = {"type": "logistic", **self.lcfg}  # runs from before loss.type existed here
         self.acfg = cfg["labels4free"]
 
+    def lazy_intervals(self):
+        """The authors' train.py (rosinality's) keeps g_reg_every = 4 for the alpha network's Adam ratio though
+        A has no lazy term; D: R1 every r1_interval steps."""
+        return {"G": 4, "D": self.lcfg["r1_interval"]}
+
     def fake(self, G, batch, phase, rng, device):
-        """The composite I of eq. 1 and its Layers, for fresh independent latents of foreground and background
-        (no progressive phases: `phase` is unused)."""
+        """The composite I of eq. 1 and its Layers, for fresh latents of foreground and background (independent,
+        or the same with labels4free.same_latent; no progressive phases: `phase` is unused)."""
         layers = G(torch.randn(batch, G.z_dim, generator=rng).to(device), truncation=self.acfg["truncation"])
         return Fake(composite(layers.background, layers.foreground, layers.mask), layers)
 

@@ -1,7 +1,12 @@
 """The PerturbGAN objective (Bielski & Favaro 2019, eq. 3-4): a layered generator whose composite, after a
 random shift of foreground and mask (and optional background contrast jitter), must fool the critic;
 WGAN-GP critic with drift (or logistic with lazy R1); generator loss
--D(x^) + gamma1 mask-size hinge + gamma2 binarization (+ an optional mask-coverage cap)."""
+-D(x^) + gamma1 mask-size hinge + gamma2 binarization (+ an optional mask-coverage cap).
+
+Settings of section `perturb` where the authors' code departs from the paper's text or is more specific:
+shift_draw ("integer": uniform over -δ..δ; "rounded": round(U(-δ, δ)), the code), jitter_stats ("image" or
+"channel": the code's per-channel mean, min and max), mask_terms ("unshifted": eq. 3 on m, the paper;
+"shifted": on the shifted m', the code)."""
 
 import torch
 
@@ -14,11 +19,15 @@ from ..monitors import mask_monitors
 from .base import Fake, Objective, critic_loss, d_scores, generator_adversarial_loss, mixing_latents
 
 
-def perturbed_composite(layers, shift_range, jitter, generator):
-    """x^ = (1 - m') jitter(B) + m' F' with (F', m') randomly shifted by up to shift_range x resolution."""
-    max_shift = round(shift_range * layers.mask.shape[-1])
-    fg, mask, _ = random_shift(layers.foreground, layers.mask, max_shift, generator)
-    return composite(contrast_jitter(layers.background, jitter, generator), fg, mask)
+def perturbed_composite(layers, pcfg, generator, jitter=True):
+    """(x^, m'): x^ = (1 - m') jitter(B) + m' F' with (F', m') randomly shifted by up to shift_range x resolution
+    (settings of the `perturb` section; jitter=False leaves B alone)."""
+    max_shift = round(pcfg["shift_range"] * layers.mask.shape[-1])
+    fg, mask, _ = random_shift(layers.foreground, layers.mask, max_shift, generator, pcfg.get("shift_draw", "integer"))
+    background = layers.background
+    if jitter:
+        background = contrast_jitter(background, pcfg["bg_jitter"], generator, pcfg.get("jitter_stats", "image"))
+    return composite(background, fg, mask), mask
 
 
 class PerturbGAN(Objective):
@@ -38,10 +47,13 @@ class PerturbGAN(Objective):
                 D.load_state_dict({**D.state_dict(), **source_D.state_dict()})
 
     def fake(self, G, batch, phase, rng, device):
-        z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng)
+        z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng, phase.resolution)
         ws = G.styles(z, z2, inject)
         layers = G.synthesize(*ws, resolution=phase.resolution, alpha=phase.alpha)
-        return Fake(perturbed_composite(layers, self.pcfg["shift_range"], self.pcfg["bg_jitter"], rng), layers, ws)
+        image, shifted_mask = perturbed_composite(layers, self.pcfg, rng)
+        if self.pcfg.get("mask_terms", "unshifted") == "shifted":
+            layers = layers._replace(mask=shifted_mask)
+        return Fake(image, layers, ws)
 
     def critic(self, D, real, fake, phase, rng, step):
         return critic_loss(D, real, fake, phase.alpha, self.lcfg, rng, step)
@@ -67,7 +79,7 @@ class PerturbGAN(Objective):
     def grids(self, G_ema, z, noise, phase):
         """Rows: background, foreground, mask, foreground x mask, composite, shifted composite."""
         layers = G_ema(z, noise=noise, resolution=phase.resolution, alpha=phase.alpha)
-        shifted = perturbed_composite(layers, self.pcfg["shift_range"], 0.0, torch.Generator().manual_seed(0))
+        shifted, _ = perturbed_composite(layers, self.pcfg, torch.Generator().manual_seed(0), jitter=False)
         return {"background": layers.background, "foreground": layers.foreground,
                 "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1), "foreground_x_mask": layers.foreground * layers.mask,
                 "composite": composite(layers.background, layers.foreground, layers.mask), "shifted_composite": shifted}

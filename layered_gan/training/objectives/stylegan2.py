@@ -14,8 +14,13 @@ class StyleGAN2(Objective):
         super().__init__(cfg)
         self.pl_mean = torch.zeros([])
 
+    def lazy_intervals(self):
+        """G: the path-length interval when that term is on."""
+        g_interval = self.lcfg.get("pl_interval", 4) if self.lcfg.get("pl_weight") else None
+        return {**super().lazy_intervals(), "G": g_interval}
+
     def fake(self, G, batch, phase, rng, device):
-        z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng)
+        z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng, phase.resolution)
         ws = G.styles(z, z2, inject)
         return Fake(G.synthesis(ws, resolution=phase.resolution, alpha=phase.alpha), ws=ws)
 
