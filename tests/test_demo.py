@@ -135,3 +135,19 @@ def test_the_shipped_reference_is_the_demos_and_segments_held_out_scenes(tmp_pat
     masks = np.stack([np.asarray(Image.open(io.BytesIO(mask))) > 127 for _, _, mask in scenes])
     iou = iou_per_image(predict(model, images)[:, 0].numpy() > 0.5, masks)[0].mean()
     assert iou >= 0.9 and iou == pytest.approx(test_iou, abs=0.03)
+
+
+def test_a_shipped_reference_is_used_only_for_its_own_settings(tmp_path, monkeypatch):
+    syn = dict(resolution=32, count=32, test_count=8, seed=0)
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "trained"))
+    root = build_synthetic(**syn, workers=1, progress=False)
+    trained, iou = generated.train_reference(syn, steps=2, batch=4, width=4, progress=False)
+    monkeypatch.setattr(generated, "SHIPPED_REFERENCES", str(tmp_path / "trained" / "reference"))
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "fresh"))  # nothing cached: only the shipped file
+    monkeypatch.setattr(generated, "build_synthetic", lambda progress, **s: root)
+    monkeypatch.setattr(generated, "fit", None)  # training would fail
+    shipped, shipped_iou = generated.train_reference(syn, steps=2, batch=4, width=4, progress=False)
+    assert shipped_iou == iou
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), shipped.state_dict().values()))
+    with pytest.raises(TypeError):  # same file name, another learning rate: trained anew, not taken
+        generated.train_reference(syn, steps=2, batch=4, width=4, lr=0.01, progress=False)
