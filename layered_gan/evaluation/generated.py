@@ -48,8 +48,8 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
     """A U-Net trained with ground truth on the synthetic train split; cached by its settings.
 
     synthetic: the config's synthetic-dataset settings (resolution, count, test_count, seed).
-    The one the demo uses (the defaults, on its data) is shipped in checkpoints/, used when its recorded
-    settings are these. Returns (model, held-out foreground IoU).
+    A file of the same name in checkpoints/reference/ (where the demo's is to be shipped) is used when its
+    recorded settings are these. Returns (model, held-out foreground IoU).
     """
     root = build_synthetic(**synthetic, progress=progress)
     res = synthetic["resolution"]
