@@ -4,8 +4,8 @@
 
 Builds the synthetic dataset (cached), trains the `demo` config (both layers from the shipped
 checkpoints/stylegan2_demo.pt), draws OUT/demo.png (rows: backgrounds, foregrounds, masks, composites) and
-scores the masks with the Table 1 protocol against the reference U-Net (checkpoints/reference/ when shipped
-there, else trained on first use and cached).
+scores the masks with the Table 1 protocol against the reference U-Net (shipped in
+checkpoints/reference/).
 The figures go to OUT/demo.json. A second call on a finished run does not train again: it says where the
 run is and shows its figures; on an unfinished one (interrupted) it continues from the last checkpoint.
 """

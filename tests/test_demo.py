@@ -1,4 +1,6 @@
 import functools
+import glob
+import io
 import json
 import os
 import re
@@ -12,8 +14,11 @@ from PIL import Image
 from layered_gan import demo
 from layered_gan.checkpoint import load_checkpoint, save_checkpoint
 from layered_gan.cli import main
-from layered_gan.data.synthetic import build_synthetic
+from layered_gan.data.dataset import to_tensor
+from layered_gan.data.synthetic import _encode, build_synthetic, default_root
 from layered_gan.evaluation import generated
+from layered_gan.evaluation.metrics import iou_per_image
+from layered_gan.segmenter.model import load_segmenter, predict
 
 TINY = {"base": "demo", "seed": 0, "workers": 0,
         "data": {"synthetic": {"resolution": 32, "count": 32, "test_count": 8, "seed": 0}},
@@ -111,6 +116,25 @@ def test_a_bad_out_is_one_line_and_exit_2(tiny_demo, tmp_path, what):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("main demo: error: --out")
     assert {"file": "is a file", "other files": "no demo run", "other run": "another config"}[what] in result.stderr
     assert not os.path.exists(out / "checkpoint.pt")
+
+
+def test_the_shipped_reference_is_the_demos_and_segments_held_out_scenes(tmp_path, monkeypatch):
+    """The demo's reference U-Net comes from checkpoints/reference/ (no training) and reaches 0.9 IoU."""
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path))  # an empty cache: only the shipped file can answer
+    synthetic = demo.demo_config()["data"]["synthetic"]
+    monkeypatch.setattr(generated, "build_synthetic", lambda progress, **syn: default_root(**syn))
+    monkeypatch.setattr(generated, "fit", None)  # training would fail
+    model, test_iou = generated.train_reference(synthetic)
+    [shipped] = glob.glob(os.path.join(generated.SHIPPED_REFERENCES, "*.pt"))
+    _, meta = load_segmenter(shipped)
+    assert meta["settings"] == {"synthetic": synthetic, "steps": 1200, "batch": 32, "width": 16, "lr": 1e-3, "seed": 0}
+    assert test_iou == meta["test_iou"] >= 0.9
+    # the first 300 held-out scenes, as the dataset stores them (WebP images, PNG masks)
+    scenes = [_encode((synthetic["seed"], "test", i, synthetic["resolution"])) for i in range(300)]
+    images = torch.stack([to_tensor(Image.open(io.BytesIO(img)).convert("RGB")) for _, img, _ in scenes])
+    masks = np.stack([np.asarray(Image.open(io.BytesIO(mask))) > 127 for _, _, mask in scenes])
+    iou = iou_per_image(predict(model, images)[:, 0].numpy() > 0.5, masks)[0].mean()
+    assert iou >= 0.9 and iou == pytest.approx(test_iou, abs=0.03)
 
 
 def test_a_shipped_reference_is_used_only_for_its_own_settings(tmp_path, monkeypatch):

@@ -48,7 +48,7 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
     """A U-Net trained with ground truth on the synthetic train split; cached by its settings.
 
     synthetic: the config's synthetic-dataset settings (resolution, count, test_count, seed).
-    A file of the same name in checkpoints/reference/ (where the demo's is to be shipped) is used when its
+    A file of the same name in checkpoints/reference/ (the demo's is shipped there) is used when its
     recorded settings are these. Returns (model, held-out foreground IoU).
     """
     root = build_synthetic(**synthetic, progress=progress)
