@@ -1,6 +1,7 @@
 """`layered-gan`: every command of the toolkit, as subcommands of one installed entry point.
 
     layered-gan --help
+    layered-gan demo                        # the README's first command: train, draw and score the demo
     layered-gan train --cfg demo            # also: python train.py --cfg demo
     layered-gan encode --ckpt runs/demo ... # also: python encode.py ...
 
@@ -9,6 +10,7 @@ no click code. Errors follow `command.py`: a user's mistake is one line on stder
 """
 
 import os
+import time
 from dataclasses import fields
 
 import click
@@ -16,6 +18,7 @@ import click
 from . import encoding
 from .command import command, device_option, group
 from .data.cli import synthetic
+from .demo import format_summary, run_demo
 from .directions.cli import anchor_options
 from .directions.cli import cli as directions
 from .convert import LAYOUTS
@@ -266,8 +269,25 @@ def convert(src, out, layout, overwrite):
     click.echo(f"wrote {out} ({layout} layout)")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# demo (the README's first command)
+
+
+@command("demo")
+@click.option("--out", default="runs/demo", show_default=True,
+              help="Run folder: new or empty, or a demo run to show (finished) or continue (unfinished).")
+@click.option("--num", default=2000, show_default=True, type=click.IntRange(1),
+              help="Composites to score with the Table 1 protocol.")
+@device_option
+def demo(out, num, device):
+    """Build the synthetic data, train the PerturbGAN demo, draw its layers and print its Table-1 mask IoU."""
+    start = time.time()
+    summary = run_demo(out, num, device)
+    click.echo(format_summary(summary, time.time() - start if summary.get("again") else None))
+
+
 COMMANDS = {
-    "train": train, "generate": generate, "encode": encode, "evaluate": evaluate,
+    "demo": demo, "train": train, "generate": generate, "encode": encode, "evaluate": evaluate,
     "score-generated": score_generated, "baselines": baselines, "benchmarks": benchmarks, "segment": segment,
     "distill": distill, "pairs": pairs, "prepare": prepare, "synthetic": synthetic, "directions": directions,
     "labels4free": labels4free, "fid": fid, "convert": convert,

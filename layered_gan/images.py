@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(images):
@@ -27,3 +27,20 @@ def save_image_grid(images, path, nrow=None):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
     return grid
+
+
+def save_labelled_grid(rows, path, scale=4, label_width=96):
+    """One row per {label: [N, C, H, W] in [-1, 1]} entry, each image enlarged `scale` times (nearest), the
+    label written left of its row with PIL's default font. Returns the PIL image."""
+    tiles = {name: to_uint8(images.repeat_interleave(scale, 2).repeat_interleave(scale, 3).expand(-1, 3, -1, -1))
+             for name, images in rows.items()}
+    n, h, w, _ = next(iter(tiles.values())).shape
+    sheet = Image.new("RGB", (label_width + n * w, len(tiles) * h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, arr) in enumerate(tiles.items()):
+        draw.text((4, r * h + h // 2 - 6), name, fill="black", font=ImageFont.load_default())
+        for k, tile in enumerate(arr):
+            sheet.paste(Image.fromarray(tile), (label_width + k * w, r * h))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sheet.save(path)
+    return sheet

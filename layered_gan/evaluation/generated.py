@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
 from ..errors import BadValue, MissingPath
-from ..paths import cache_dir
+from ..paths import REPO_ROOT, cache_dir
 from ..segmenter.model import build_segmenter, load_segmenter, predict, save_segmenter
 from ..segmenter.pairs import LayeredGeneratorPairs
 from ..segmenter.training import fit, repeat
@@ -39,6 +39,8 @@ from .baselines import centre_disc
 from .evaluate import evaluate
 from .metrics import METRICS, Scores, iou_per_image
 from .sources import FileSource, SegmenterMasks
+
+SHIPPED_REFERENCES = os.path.join(REPO_ROOT, "checkpoints", "reference")
 
 
 def held_out_iou(model, root, progress=False):
@@ -53,15 +55,21 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
 
     synthetic: the config's synthetic-dataset settings (resolution, count, test_count, seed).
     backbone: "unet" (from scratch) or "efficientnet" (the ImageNet encoder, fine-tuned; segmenter.model).
-    Returns (model, held-out foreground IoU).
+    A file of the same name in checkpoints/reference/ (the demo's is shipped there) is used when its
+    recorded settings are these. Returns (model, held-out foreground IoU).
     """
     root = build_synthetic(**synthetic, progress=progress)
     res = synthetic["resolution"]
     kind = "unet" if backbone == "unet" else f"{backbone}-unet"
-    path = cache_dir("reference", f"{os.path.basename(root)}-{kind}{width}-{steps}steps-seed{seed}.pt")
-    if os.path.isfile(path):
-        model, meta = load_segmenter(path, device)
-        return model, meta["test_iou"]
+    name = f"{os.path.basename(root)}-{kind}{width}-{steps}steps-seed{seed}.pt"
+    settings = {"synthetic": dict(synthetic), "steps": steps, "batch": batch, "width": width, "lr": lr, "seed": seed,
+                **({} if backbone == "unet" else {"backbone": backbone})}
+    path = cache_dir("reference", name)
+    for found in (os.path.join(SHIPPED_REFERENCES, name), path):
+        if os.path.isfile(found):
+            model, meta = load_segmenter(found, device)
+            if meta.get("settings", settings) == settings:  # files cached before settings were recorded: by name
+                return model, meta["test_iou"]
     torch.manual_seed(seed)
     model = build_segmenter(res, width, backbone=backbone).to(device)
     images, masks = split_paths(root, "train")
@@ -70,7 +78,7 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
                                          generator=torch.Generator().manual_seed(seed))
     fit(model, repeat(loader), steps, lr, device=device, progress=progress, desc="reference U-Net")
     iou = held_out_iou(model, root)
-    save_segmenter(model, path, test_iou=iou)
+    save_segmenter(model, path, test_iou=iou, settings=settings)
     return model, iou
 
 
