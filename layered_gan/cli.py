@@ -18,7 +18,6 @@ import click
 from . import encoding
 from .command import command, device_option, group
 from .data.cli import synthetic
-from .demo import format_summary, run_demo
 from .directions.cli import anchor_options
 from .directions.cli import cli as directions
 from .convert import LAYOUTS
@@ -40,6 +39,7 @@ from .segmenter.filters import default_filters
 from .segmenter.model import BACKBONES, UNET_PRESETS
 from .segmenter.pairs import fixed_pairs
 from .training.cli import train
+from .training.demo import format_summary, run_demo
 
 # ----------------------------------------------------------------------------------------------------------------
 # generate

@@ -161,6 +161,8 @@ CASES = [
     ("path", ["fid", "--ckpt", "{missing}"], "--ckpt {missing} does not exist"),
     ("value", ["fid", "--ckpt", "{ckpt}", "--features", "pixels"], "--features"),
     ("value", ["fid", "--ckpt", "{ckpt}", "--num", "1"], "--num"),
+    ("path", ["demo", "--out", "{ckpt}"], "{ckpt}"),
+    ("value", ["demo", "--out", "{out}", "--num", "0"], "--num"),
     ("path", ["convert", "{missing}", "{out}"], "{missing}"),
     ("path", ["convert", "{ckpt}", "{out}"], "{ckpt}"),
     ("value", ["convert", "{ckpt}", "{out}", "--layout", "tf"], "--layout"),

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from layered_gan import demo
+from layered_gan.training import demo
 from layered_gan.checkpoint import load_checkpoint, save_checkpoint
 from layered_gan.cli import main
 from layered_gan.data.dataset import to_tensor

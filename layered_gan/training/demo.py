@@ -14,16 +14,18 @@ import json
 import os
 import time
 
-from .checkpoint import load_checkpoint
-from .config import load_config
-from .data.synthetic import build_synthetic
-from .errors import BadValue, PathExists
-from .evaluation.files import write_json
-from .evaluation.generated import score_generated, train_reference
-from .generate import generate_layers, load_generator, named_images
-from .images import save_labelled_grid
-from .paths import REPO_ROOT
-from .training.loop import train
+from ..checkpoint import load_checkpoint
+from ..config import load_config
+from ..data.synthetic import build_synthetic
+from ..errors import BadValue, PathExists
+from ..evaluation.generated import score_generated, train_reference
+from ..files import write_json
+from ..generate import named_images
+from ..images import save_labelled_grid
+from ..paths import REPO_ROOT
+from ..runs import load_run
+from ..sampling import generate_layers
+from .loop import train
 
 CONFIG = "demo"
 SEEDS = list(range(8))
@@ -95,7 +97,7 @@ def run_demo(out="runs/demo", num=2000, device="cpu", progress=True):
             print(f"{out} holds an unfinished demo run: continuing it from {seen / 1000:g} of {total / 1000:g} kimg")
         build_synthetic(**cfg["data"]["synthetic"], progress=progress)
         train(cfg, out, resume=out if seen else None, device=device)
-    G, _ = load_generator(out, device)
+    G = load_run(out, "perturb", device=device).G
     draw(G, picture, device)
     reference, reference_iou = train_reference(cfg["data"]["synthetic"], device=device, progress=progress)
     figures = score_generated(G, reference, num, device=device, progress=progress)
