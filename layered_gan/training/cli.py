@@ -36,12 +36,24 @@ def resolve(cfg_name, overrides, out, resume, force):
     if not cfg_name:
         raise click.UsageError("give --cfg NAME for a new run, or --resume RUN to continue one")
     cfg = load_config(cfg_name, overrides)
+    check_start(cfg, cfg_name)
     out = out or cfg["out"]
     if int(os.environ.get("RANK", "0")) == 0:
         moved = check_out(out, resume, force)
         if moved:
             click.echo(f"the run that was in {out} is now in {moved}", err=True)
     return cfg, out
+
+
+def check_start(cfg, cfg_name):
+    """What a new run needs besides valid values: a known mode, and the model.init it starts from."""
+    if cfg.get("mode") not in OBJECTIVES:
+        raise BadValue(f"--cfg {cfg_name}: mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
+    init = cfg["model"].get("init")
+    if init and not os.path.exists(init):
+        raise MissingPath(f"--set model.init: {init!r} does not exist: a stylegan2_* run folder or checkpoint to "
+                          "start from (the demo's is checkpoints/stylegan2_demo.pt, relative to the repository "
+                          "root), or null to start from scratch")
 
 
 @command("train")
@@ -56,13 +68,6 @@ def resolve(cfg_name, overrides, out, resume, force):
 def train(cfg_name, data, out, overrides, resume, force, device):
     """Train a model (PerturbGAN, StyleGAN2 or Labels4Free) from a config, or continue a run."""
     cfg, out = resolve(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []), out, resume, force)
-    if cfg.get("mode") not in OBJECTIVES:
-        raise BadValue(f"--cfg {cfg_name}: mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
-    init = cfg["model"].get("init")
-    if init and not resume and not os.path.exists(init):
-        raise MissingPath(f"--set model.init: {init!r} does not exist: a stylegan2_* run folder or checkpoint to "
-                          "start from (the demo's is checkpoints/stylegan2_demo.pt, relative to the repository "
-                          "root), or null to start from scratch")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
         backend = "nccl" if device == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
