@@ -101,12 +101,8 @@ def _describe(kind):
     return "a StyleGAN2-port checkpoint" if kind == "port" else f"a {kind!r} run"
 
 
-def load_run(path, expect="any", discriminator=False, device="cpu", formulation="fast", option="--ckpt"):
-    """The Run at `path` (a run folder or checkpoint file), checked to be of the `expect` kind (see EXPECT).
-
-    discriminator: also load D (an error when the file has none). formulation: for port files (runs of ours
-    use their config's). option: how messages name where the path came from.
-    """
+def _read_run(path, expect, option):
+    """(checkpoint file, its contents, run kind, config or None) of `path`, checked to be of the `expect` kind."""
     kinds, wanted = EXPECT[expect]
     ckpt = checkpoint_file(path)
     if not os.path.exists(ckpt):
@@ -123,6 +119,16 @@ def load_run(path, expect="any", discriminator=False, device="cpu", formulation=
                        f"checkpoint (g_ema); it holds: {keys}")
     if kind not in kinds:
         raise BadValue(f"{option} {path} is {_describe(kind)}, not {wanted}")
+    return ckpt, state, kind, config
+
+
+def load_run(path, expect="any", discriminator=False, device="cpu", formulation="fast", option="--ckpt"):
+    """The Run at `path` (a run folder or checkpoint file), checked to be of the `expect` kind (see EXPECT).
+
+    discriminator: also load D (an error when the file has none). formulation: for port files (runs of ours
+    use their config's). option: how messages name where the path came from.
+    """
+    ckpt, state, kind, config = _read_run(path, expect, option)
     if kind == "port":
         G, D, _ = port_models(state, ckpt, discriminator, formulation)
     else:
@@ -144,6 +150,6 @@ def load_stylegan2(path, discriminator=False, formulation="fast", option="--ckpt
     return (run.G, run.D) if discriminator else run.G
 
 
-def run_config(path):
-    """The config of a run of ours; None for a StyleGAN2-port checkpoint."""
-    return load_run(path).config
+def run_config(path, option="--ckpt"):
+    """The config of a run of ours; None for a StyleGAN2-port checkpoint. Reads the file, builds no network."""
+    return _read_run(path, "any", option)[3]
