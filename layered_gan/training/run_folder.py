@@ -13,6 +13,7 @@ import os
 import time
 
 from ..checkpoint import checkpoint_file, load_checkpoint
+from ..config import PER_RESOLUTION
 from ..errors import BadValue, MissingPath, PathExists
 from ..files import write_json
 
@@ -58,9 +59,10 @@ def resume_source(resume):
 
 
 def _flatten(cfg, prefix=""):
+    """{"a.b": value} for every key; a per-resolution table (config.PER_RESOLUTION) is one value."""
     out = {}
     for key, value in cfg.items():
-        if isinstance(value, dict) and value and key not in ("batch", "lr"):
+        if isinstance(value, dict) and value and f"{prefix}{key}" not in PER_RESOLUTION:
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
