@@ -21,7 +21,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from layered_gan.config import load_config  # noqa: E402
-from layered_gan.training.loop import Run, train_step  # noqa: E402
+from layered_gan.training.loop import TrainingState, train_step  # noqa: E402
 from layered_gan.training.objectives import make_objective  # noqa: E402
 from layered_gan.training.schedule import phase_at  # noqa: E402
 
@@ -33,7 +33,7 @@ def measure(variant, steps, device):
     """{seconds per step, images/s, peak memory} of `steps` G+D steps after one warm-up step."""
     cfg = load_config("stylegan2_demo", VARIANTS[variant])
     objective = make_objective(cfg)
-    run = Run(cfg, objective, 0, None, device)
+    run = TrainingState(cfg, objective, 0, None, device)
     phase = phase_at(0, cfg["schedule"], cfg["model"]["resolution"])
     real = torch.rand(phase.batch, 3, phase.resolution, phase.resolution, device=device) * 2 - 1
     if device == "cuda":

@@ -11,7 +11,7 @@ from layered_gan.config import load_config
 from layered_gan.errors import BadValue
 from layered_gan.networks.projected import ProjectedDiscriminator
 from layered_gan.runs import load_run
-from layered_gan.training.loop import Run, train, train_step
+from layered_gan.training.loop import TrainingState, train, train_step
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
@@ -63,7 +63,7 @@ def _features_state(D):
 def test_frozen_features_unchanged_by_a_step_while_g_gets_gradients_through_them(tmp_path, mode):
     cfg = tiny_cfg(tmp_path, mode)
     objective = make_objective(cfg)
-    run = Run(cfg, objective, 0, None, "cpu")
+    run = TrainingState(cfg, objective, 0, None, "cpu")
     assert isinstance(run.D, ProjectedDiscriminator)
     feature_params = {id(p) for p in run.D.features.parameters()}
     assert not feature_params & {id(p) for group in run.opt_d.param_groups for p in group["params"]}

@@ -80,7 +80,7 @@ def lazy_ratios(cfg, objective):
     return ratios
 
 
-class Run:
+class TrainingState:
     """What a training run holds between steps: models, optimizers, its RNG stream and its position."""
 
     def __init__(self, cfg, objective, rank, resume, device):
@@ -231,7 +231,7 @@ def train(cfg, out, resume=None, device="cpu"):
     """
     rank, world = dist_rank(), (dist.get_world_size() if dist.is_initialized() else 1)
     objective = make_objective(cfg)
-    run = Run(cfg, objective, rank, resume, device)
+    run = TrainingState(cfg, objective, rank, resume, device)
     if resume:
         run.resume(resume, objective, rank, device)
     dataset = open_dataset(cfg, run.images_seen, rank, world)
