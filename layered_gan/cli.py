@@ -192,12 +192,13 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
             gamma, unet, width, depth, backbone, pairs_dir, val_pairs, every, real_images, real_masks, real_check,
-            max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, device):
+            max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, placement,
+            device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
     source, cfg = pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device, anchors,
-                              anchor_noise)
+                              anchor_noise, placement)
     if source is None and not pairs_dir:
         raise click.UsageError("no pairs: give --ckpt (a layered or Labels4Free run), --directions or --pairs")
     filters = dict(max_coverage=max_coverage, min_coverage=min_coverage, histogram=histogram,
@@ -213,7 +214,7 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
                     decay_at=list(decay_at), gamma=gamma, **unet_size, backbone=backbone,
-                    pairs=pairs_dir, threshold=threshold, truncation=truncation, **filters)
+                    pairs=pairs_dir, threshold=threshold, truncation=truncation, placement=placement, **filters)
     distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
                   click.echo)
     click.echo(f"wrote {os.path.join(out, 'summary.json')}")

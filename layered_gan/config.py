@@ -165,6 +165,8 @@ RULES = {
     "ema.half_life_kimg": _POSITIVE, "ema.rampup": (lambda v: v is None or (_is_number(v) and v >= 0),
                                                     "null or a number >= 0"),
     "log.tick_kimg": _POSITIVE, "log.checkpoint_kimg": _POSITIVE, "log.grid_size": _COUNT,
+    "log.fid_kimg": _NON_NEGATIVE, "log.fid_num": (lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
+    "log.fid_features": _one_of("reference", "inception"),
     "labels4free.truncation": _NON_NEGATIVE, "labels4free.zero": _one_of("const", "conv"),
     "labels4free.alpha_start_resolution": _RESOLUTION, "labels4free.alpha_width": _COUNT,
     "labels4free.alpha_network": _one_of("authors", "compact"), "labels4free.same_latent": _BOOL,

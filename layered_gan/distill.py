@@ -52,13 +52,15 @@ def score_pairs(model, pairs):
 
 
 def pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device, anchors=None,
-                anchor_noise=0.2):
+                anchor_noise=0.2, placement=None):
     """(online pair source or None, the config of its generator's training run or None).
 
     directions: a directions file's masks (its generator, or ckpt instead; lighter, darker: its rows or 'none';
     mode: the brightness; anchors: inverted real images to sample around); else ckpt: a layered or Labels4Free
-    run's composites and masks; else None.
+    run's composites and masks (placement: LayeredGeneratorPairs'); else None.
     """
+    if directions and placement is not None:
+        raise BadValue("--placement moves a layered or Labels4Free generator's layers; direction masks have none")
     if directions:
         source = direction_source(directions, ckpt, lighter, darker, mode, device, anchors, anchor_noise)
         return source, run_config(ckpt or load_directions(directions)["ckpt"])
@@ -66,7 +68,7 @@ def pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, 
                                              ("anchors", anchors)) if value]
     if given:
         raise BadValue(f"{', '.join(given)} go with --directions")
-    return generator_source(ckpt, threshold, truncation, device) if ckpt else (None, None)
+    return generator_source(ckpt, threshold, truncation, device, placement) if ckpt else (None, None)
 
 
 def pairs_resolution(pairs_dir):

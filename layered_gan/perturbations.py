@@ -32,6 +32,27 @@ def random_shift(foreground, mask, max_shift, generator=None, draw="integer"):
     return shifted[:, :-1], shifted[:, -1:], delta
 
 
+def random_placement(foreground, mask, min_scale, generator=None):
+    """Scale F and m together by s ~ U(min_scale, 1) about the image centre and move them by t, uniform over the
+    offsets keeping the scaled canvas inside the image; zeros enter from outside (bilinear resampling).
+
+    Returns (F', m', params [B, 3] as (s, ty, tx), t in units of half the image side) with
+    F'(p) = F((p - t) / s) in coordinates running over [-1, 1]. A generalization of the shift of eq. 2 that
+    places a layered generator's object at sizes and positions the generator rarely draws (for distillation).
+    """
+    b = mask.shape[0]
+    scale = min_scale + (1 - min_scale) * torch.rand(b, generator=generator, device="cpu")
+    offset = (torch.rand(b, 2, generator=generator, device="cpu") * 2 - 1) * (1 - scale)[:, None]
+    theta = torch.zeros(b, 2, 3)  # grid_sample's theta maps output coordinates (x, y) to input ones
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, 0, 2], theta[:, 1, 2] = -offset[:, 1] / scale, -offset[:, 0] / scale
+    layers = torch.cat([foreground, mask], 1)
+    grid = torch.nn.functional.affine_grid(theta.to(layers), list(layers.shape), align_corners=False)
+    placed = torch.nn.functional.grid_sample(layers, grid, mode="bilinear", padding_mode="zeros",
+                                             align_corners=False)
+    return placed[:, :-1], placed[:, -1:], torch.cat([scale[:, None], offset], 1).to(mask.device)
+
+
 def contrast_jitter(background, strength, generator=None, stats="image"):
     """Scale B around its mean by c ~ U(1 - s, 1 + s) per image, clamped to B's own range (ablation d); mean,
     min and max over the whole image (`stats="image"`) or per channel (`"channel"`, the authors' code)."""

@@ -169,6 +169,22 @@ def test_online_generator_pairs_are_fresh_and_reproducible():
     assert held_out.image.shape == (10, 3, 16, 16)
 
 
+def test_placed_pairs_hold_smaller_objects_over_the_generators_background():
+    gen = torch.Generator().manual_seed(0)
+    drawn = LayeredGeneratorPairs(tiny_generator(), threshold=None).sample(32, gen)
+    placed_source = LayeredGeneratorPairs(tiny_generator(), threshold=0.5, placement=0.3)
+    placed = placed_source.sample(32, torch.Generator().manual_seed(0))
+    # same latents and noise (drawn first), then the placement: the layers are those of `drawn`, moved
+    layers = sample_layers(placed_source.G, 32, torch.Generator().manual_seed(0))
+    outside = placed.contrast == 0
+    assert outside.float().mean() > 0.1
+    torch.testing.assert_close(placed.image[outside.expand_as(placed.image)],
+                               layers.background.clamp(-1, 1)[outside.expand_as(placed.image)])
+    assert placed.contrast.mean() < 0.8 * drawn.contrast.mean()
+    assert set(placed.mask.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(placed.mask, (placed.contrast > 0.5).float())
+
+
 def test_noise_is_drawn_on_the_cpu_then_moved():
     """A CPU torch.Generator cannot sample on CUDA: the noise is drawn on the CPU and moved (here to 'meta')."""
     G = tiny_generator()

@@ -164,7 +164,7 @@ def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, 
 
     from layered_gan.checkpoint import save_checkpoint
     from layered_gan.config import load_config
-    from layered_gan.evaluation import cli
+    from layered_gan.evaluation import cli, fid
     from layered_gan.networks import Generator
     from layered_gan.networks.port import save_port
     from layered_gan.segmenter.model import build_segmenter
@@ -177,11 +177,11 @@ def test_fid_command_with_reference_features_and_on_a_plain_generator(tmp_path, 
     torch.manual_seed(0)
     trained = []
 
-    def fake_reference(synthetic, device="cpu"):  # stands in for the (slow) reference training
+    def fake_reference(synthetic, device="cpu", progress=True):  # stands in for the (slow) reference training
         trained.append(synthetic)
         return build_segmenter(32, width=4, depth=2), 0.95
 
-    monkeypatch.setattr(cli, "train_reference", fake_reference)
+    monkeypatch.setattr(fid, "train_reference", fake_reference)
     cfg = load_config("stylegan2_demo", ['model={"resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, '
                                          '"channel_base": 64, "channel_max": 8}'])
     G, _ = build_models(cfg)

@@ -5,7 +5,7 @@ from layered_gan.losses import (drift_penalty, gradient_penalty, mask_binarizati
                                 mask_size_hinge, wgan_d_loss, wgan_g_loss)
 from layered_gan.networks import channel_widths
 from layered_gan.networks.layered import LayeredGenerator
-from layered_gan.perturbations import contrast_jitter, random_shift
+from layered_gan.perturbations import contrast_jitter, random_placement, random_shift
 from layered_gan.render import composite
 
 
@@ -44,6 +44,24 @@ def test_shift_is_differentiable_and_background_untouched_where_mask_is_zero():
     assert torch.equal(x[outside.expand_as(x)], bg[outside.expand_as(bg)])
     x.sum().backward()
     assert fg.grad.abs().sum() > 0
+
+
+def test_placement_scales_and_moves_foreground_and_mask_together():
+    fg, mask = torch.randn(64, 3, 32, 32), torch.ones(64, 1, 32, 32)
+    fg_p, mask_p, params = random_placement(fg, mask, 0.25, generator=torch.Generator().manual_seed(0))
+    assert params[:, 0].min() >= 0.25 and params[:, 0].max() <= 1 and params[:, 0].std() > 0.1
+    for (s, ty, tx), m in zip(params.tolist(), mask_p[:, 0]):
+        assert abs(ty) <= 1 - s + 1e-6 and abs(tx) <= 1 - s + 1e-6  # the scaled canvas stays inside
+        rows, cols = (m > 0.5).nonzero(as_tuple=True)
+        # the full-canvas mask becomes the box of side 32 s centred at 16 (1 + t), pixel centres at i + 0.5
+        for idx, t in ((rows, ty), (cols, tx)):
+            lo, hi = 16 * (1 + t) - 16 * s, 16 * (1 + t) + 16 * s
+            assert abs(idx.min().item() + 0.5 - lo) <= 1 and abs(idx.max().item() + 0.5 - hi) <= 1
+        assert m.sum().item() == pytest.approx((32 * s) ** 2, rel=0.15, abs=8)
+    torch.testing.assert_close(fg_p[mask_p.expand_as(fg_p) == 0], torch.zeros_like(fg_p[mask_p.expand_as(fg_p) == 0]))
+    same_fg, same_mask, params = random_placement(fg, torch.rand_like(mask), 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(params, torch.tensor([[1.0, 0.0, 0.0]]).expand(64, -1))
+    torch.testing.assert_close(same_fg, fg)
 
 
 def test_composite_formula():

@@ -14,7 +14,7 @@ from ..errors import BadValue, about
 from .baselines import METHODS, baseline
 from .benchmarks import DATASETS, SIZE, BenchmarkSource, benchmark_items, export
 from .evaluate import MISSING, comparison_table, evaluate as score, listing, open_source, report
-from .fid import ENV, collect_features, fid_kid, generated_batches, load_inception, reference_features
+from .fid import ENV, FIDScorer, run_features
 from ..files import write_json
 from .generated import score_generated as score_generated_masks
 from .generated import REFERENCE_OUTPUTS, load_reference, synthetic_settings, train_reference
@@ -181,25 +181,16 @@ def fid(ckpt, real, num, inception, feature_net, batch, out, device):
     with about("--ckpt"):
         run = load_run(ckpt, device=device)
         G, cfg = run.G, run.config
-    if feature_net == "reference":
-        with about("--features reference"):
-            synthetic = synthetic_settings(cfg, ckpt)
-        features = reference_features(train_reference(synthetic, device=device)[0], device)
-    else:
-        with about("--inception"):
-            features = load_inception(inception, device)
+    features = run_features(cfg, feature_net, device, inception, ckpt)
     if cfg is None and not real:
         raise click.UsageError(f"{ckpt} carries no training config: give the real images with --real")
     res = cfg["model"]["resolution"] if cfg else G.synthesis.resolution  # a port file: a plain generator
     with about("--real" if real else "the run's data.source"):
         data = ImageDataset(real, res, crop="center") if real else \
             dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, res)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    real_feats = collect_features(features, iter(loader), num, desc="real images")
-    fake_feats = collect_features(features, generated_batches(G, batch, 0, device), num, desc="generated")
+    scores = FIDScorer(features, data, num, batch, device)(G)
     figures = {"num": num, "real": real or "the run's training data", "ckpt": ckpt, "features": feature_net,
-               **fid_kid(real_feats, fake_feats)}
+               **scores}
     click.echo(f"FID {figures['fid']:.3f}  KID {figures['kid']:.5f}  ({num} images each, {feature_net} features)")
     if out:
         write_json(out, figures)

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from ..render import composite
 from ..sampling import sample_layers
-from ..errors import BadValue, MissingPath
+from ..errors import BadValue, MissingPath, about
+from .generated import synthetic_settings, train_reference
 
 ENV = "LAYERED_GAN_INCEPTION"
 HOW_TO_GET = ("FID/KID need the Inception weights as TorchScript: download inception-2015-12-05.pt from "
@@ -137,6 +138,35 @@ def fid_kid(feats1, feats2, kid_subsets=100, kid_subset_size=1000):
     """{'fid', 'kid'} between two feature sets."""
     return {"fid": frechet_distance(*feature_statistics(feats1), *feature_statistics(feats2)),
             "kid": kernel_inception_distance(feats1, feats2, kid_subsets, kid_subset_size)}
+
+
+def run_features(cfg, name, device="cpu", inception=None, where="the run", progress=True):
+    """The features function `name` ("inception" or "reference") for a run of config cfg."""
+    if name == "reference":
+        with about("--features reference"):
+            synthetic = synthetic_settings(cfg, where)
+        return reference_features(train_reference(synthetic, device=device, progress=progress)[0], device)
+    with about("--inception"):
+        return load_inception(inception, device)
+
+
+class FIDScorer:
+    """FID and KID of generators against `num` real images, their features computed once.
+
+    real: an image dataset (items [3, H, W] in [-1, 1]); the images are drawn in a fixed shuffled order and
+    the generators sampled with a fixed seed, so two calls on the same weights give the same figures.
+    """
+
+    def __init__(self, features, real, num, batch=100, device="cpu", progress=True):
+        self.features, self.num, self.batch, self.device, self.progress = features, num, batch, device, progress
+        loader = torch.utils.data.DataLoader(real, batch_size=batch, shuffle=True,
+                                             generator=torch.Generator().manual_seed(0))
+        self.real = collect_features(features, iter(loader), num, progress, desc="real images")
+
+    def __call__(self, G):
+        fake = collect_features(self.features, generated_batches(G, self.batch, 0, self.device), self.num,
+                                self.progress, desc="generated")
+        return fid_kid(self.real, fake)
 
 
 def generated_batches(G, batch, seed, device, truncation=1.0):

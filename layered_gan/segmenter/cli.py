@@ -30,6 +30,10 @@ def filter_options(fn):
                           "soft)."),
         click.option("--truncation", default=1.0, show_default=True,
                      help="Truncation psi of a layered or Labels4Free generator (a directions file keeps its own)."),
+        click.option("--placement", default=None, type=click.FloatRange(0, 1, min_open=True),
+                     help="A layered or Labels4Free generator's pairs: place its object at a random scale in "
+                          "[PLACEMENT, 1] and a random position before compositing (default: as drawn; not in the "
+                          "papers)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -60,10 +64,10 @@ def segment(model, images, out, threshold, soft, device):
 @filter_options
 @device_option
 def pairs(ckpt, num, out, seed, batch, max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold,
-          truncation, device):
+          truncation, placement, device):
     """Export filtered generated pairs to an LMDB for distillation (`distill --pairs`)."""
     with about("--ckpt"):
-        source, _ = generator_source(ckpt, threshold, truncation, device)
+        source, _ = generator_source(ckpt, threshold, truncation, device, placement)
     filters = default_filters(max_coverage, min_coverage, histogram, component_ratio, filter_rules)
     with about("--out"):
         export_pairs(PairStream(source, filters, batch, seed), num, out)

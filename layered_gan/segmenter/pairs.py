@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..files import partial_folder, save_png, write_json
 from ..images import to_uint8
+from ..perturbations import random_placement
 from ..render import composite
 from ..runs import load_run
 from ..sampling import sample_layers
@@ -43,16 +44,25 @@ class PairSource:
 
 
 class LayeredGeneratorPairs(PairSource):
-    """Unshifted composites of a layered generator with its mask, binarized at `threshold` unless None."""
+    """Composites of a layered generator with its mask, binarized at `threshold` unless None.
 
-    def __init__(self, G, truncation=1.0, threshold=0.5, device="cpu"):
+    placement: None for the generator's own layout (unshifted), or a minimum scale: the foreground and mask are
+    then placed at a random size and position (`random_placement`) before compositing, so the pairs hold
+    smaller and off-centre objects than the generator draws.
+    """
+
+    def __init__(self, G, truncation=1.0, threshold=0.5, device="cpu", placement=None):
         self.G, self.truncation, self.threshold, self.device = G, truncation, threshold, device
+        self.placement = placement
 
     def sample(self, n, generator):
         layers = sample_layers(self.G, n, generator, self.truncation, self.device)
-        image = composite(layers.background, layers.foreground, layers.mask).clamp(-1, 1)
-        mask = layers.mask if self.threshold is None else (layers.mask > self.threshold).float()
-        return Pairs(image, mask, layers.mask)
+        foreground, soft = layers.foreground, layers.mask
+        if self.placement is not None:
+            foreground, soft, _ = random_placement(foreground, soft, self.placement, generator)
+        image = composite(layers.background, foreground, soft).clamp(-1, 1)
+        mask = soft if self.threshold is None else (soft > self.threshold).float()
+        return Pairs(image, mask, soft)
 
 
 class PairStream:
@@ -176,7 +186,8 @@ def export_pairs(stream, num, root, progress=True, fmt="lmdb"):
     return root
 
 
-def generator_source(ckpt, threshold, truncation, device):
+def generator_source(ckpt, threshold, truncation, device, placement=None):
     """(LayeredGeneratorPairs, run config) from a run folder or checkpoint."""
     run = load_run(ckpt, "layered", device=device)
-    return LayeredGeneratorPairs(run.G, truncation, threshold if threshold >= 0 else None, device), run.config
+    return LayeredGeneratorPairs(run.G, truncation, threshold if threshold >= 0 else None, device,
+                                 placement), run.config

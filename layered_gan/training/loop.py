@@ -25,6 +25,7 @@ from ..errors import BadValue
 from ..files import write_json
 from ..images import save_image_grid
 from .ema import step_beta, update_ema
+from .metrics import TrainingFID
 from .objectives import make_objective
 from .run_folder import remove_stale_temporaries
 from .schedule import phase_at
@@ -100,6 +101,7 @@ class TrainingState:
                                   for name, net in (("G", self.G), ("D", self.D)))
         self.rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ...
         self.images_seen, self.step = 0, 0
+        self.train_seconds = 0.0  # wall time spent training, metrics excluded (metrics.py)
 
     def _modules(self):
         return {"G": self.G, "G_ema": self.G_ema, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
@@ -110,6 +112,7 @@ class TrainingState:
         for key, obj in self._modules().items():
             obj.load_state_dict(state[key])
         self.images_seen, self.step = state["images_seen"], state["step"]
+        self.train_seconds = state.get("train_seconds", 0.0)  # absent in checkpoints before log.fid_kimg
         objective.load_state_dict(state["objective"])
         self.rng.set_state(state["rng"][rank][0])
         torch.set_rng_state(state["rng"][rank][1])
@@ -124,6 +127,7 @@ class TrainingState:
         if rank == 0:
             state = {key: obj.state_dict() for key, obj in self._modules().items()}
             save_checkpoint({**state, "images_seen": self.images_seen, "step": self.step, "rng": rng_states,
+                             "train_seconds": self.train_seconds,
                              "objective": objective.state_dict(), "config": cfg}, path)
 
 
@@ -238,12 +242,31 @@ def train(cfg, out, resume=None, device="cpu"):
     total = int(cfg["schedule"]["total_kimg"] * 1000)
     log = RunLog(cfg, out, run.G, run.images_seen, total, rank)
     ckpt_path = os.path.join(out, "checkpoint.pt")
+    fid = TrainingFID(cfg, out, run.images_seen, rank, device)
     phase, batches, next_ckpt = None, None, run.images_seen
+    clock = time.time()
+
+    def score_if_due():
+        nonlocal clock
+        if fid.due(run.images_seen, total):
+            run.train_seconds += time.time() - clock
+            entry = fid(run.G_ema, run.images_seen, run.train_seconds, log.writer)
+            log.bar.write(f"kimg {entry['kimg']:.1f}: FID {entry['fid']:.4f} ({entry['features']} features, "
+                          f"{entry['num']} images), {entry['train_seconds']:.0f} s of training")
+            clock = time.time()
+
+    def save():
+        nonlocal clock
+        run.train_seconds += time.time() - clock
+        clock = time.time()
+        run.save(ckpt_path, objective, cfg, rank, world)
+
     while run.images_seen < total:
+        score_if_due()
         p = phase_at(run.images_seen / 1000, cfg["schedule"], cfg["model"]["resolution"])
         if phase is None or p.index != phase.index:  # new resolution: data, batch size, learning rate
             if phase is not None:
-                run.save(ckpt_path, objective, cfg, rank, world)
+                save()
             batches = start_phase(run, p, dataset, cfg, world)
         phase = p
         losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg)
@@ -251,7 +274,8 @@ def train(cfg, out, resume=None, device="cpu"):
         log.step(run, objective, phase, losses, stats, extras)
         if run.images_seen >= next_ckpt + cfg["log"]["checkpoint_kimg"] * 1000 or run.images_seen >= total:
             next_ckpt = run.images_seen
-            run.save(ckpt_path, objective, cfg, rank, world)
+            save()
+    score_if_due()
     log.close()
     return run.G_ema
 
