@@ -139,7 +139,7 @@ RULES = {
     "data.hflip": _BOOL, "data.crop": _one_of("random", "center"),
     "data.org_to_crop": (lambda v: _is_number(v) and v >= 1, "a number >= 1"),
     "data.max_images": (lambda v: v is None or _COUNT[0](v), "null or a positive integer"),
-    "data.synthetic.resolution": _RESOLUTION, "data.synthetic.count": _COUNT, "data.synthetic.test_count": _COUNT,
+    "data.synthetic.family": _one_of("shapes", "horizon"), "data.synthetic.resolution": _RESOLUTION, "data.synthetic.count": _COUNT, "data.synthetic.test_count": _COUNT,
     "model.resolution": _RESOLUTION, "model.z_dim": _COUNT, "model.w_dim": _COUNT, "model.n_mlp": _COUNT,
     "model.channel_base": _COUNT, "model.channel_max": _COUNT, "model.mbstd_group": _COUNT,
     "model.variant": _one_of("two", "shared_mapping", "single"),

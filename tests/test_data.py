@@ -10,7 +10,7 @@ from PIL import Image
 from layered_gan.data import ImageDataset, open_reader
 from layered_gan.data.dataset import crop_box
 from layered_gan.data.readers import LSUNLmdbReader, PreparedLmdbReader, decode_image, to_rgb
-from layered_gan.data.synthetic import build_synthetic, render_scene, split_paths
+from layered_gan.data.synthetic import FAMILIES, build_synthetic, render_horizon_scene, render_scene, split_paths
 
 
 def encode(arr, fmt, **kw):
@@ -243,11 +243,43 @@ def test_synthetic_scenes_are_deterministic_and_varied():
     assert 0.15 < coverage.mean() < 0.35 and coverage.min() > 0.03 and coverage.max() < 0.55
 
 
-def test_synthetic_masks_align_with_image_edges():
+def test_horizon_family_differs_from_the_shapes_and_cuts_objects_at_the_border():
+    a_img, a_mask = render_horizon_scene(0, "train", 5, 64)
+    assert np.array_equal(a_img, render_horizon_scene(0, "train", 5, 64)[0])
+    assert not np.array_equal(a_img, render_scene(0, "train", 5, 64)[0])
+    masks = np.stack([render_horizon_scene(0, "train", i, 64)[1] > 0 for i in range(150)])
+    coverage = masks.mean((1, 2))
+    assert 0.1 < coverage.mean() < 0.35 and coverage.max() < 0.6
+    touching = masks[:, [0, -1], :].any((1, 2)) | masks[:, :, [0, -1]].any((1, 2))
+    shapes = np.stack([render_scene(0, "train", i, 64)[1] > 0 for i in range(150)])
+    shapes_touching = shapes[:, [0, -1], :].any((1, 2)) | shapes[:, :, [0, -1]].any((1, 2))
+    assert touching.mean() > 0.3 > shapes_touching.mean()
+    # rings: background inside the object's outline (a mask with a hole)
+    from scipy import ndimage
+    holes = [(ndimage.binary_fill_holes(m) & ~m).sum() > 4 for m in masks]
+    assert sum(holes) >= 5
+
+
+def test_horizon_family_is_its_own_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path))
+    horizon = build_synthetic(resolution=32, count=4, test_count=2, workers=1, progress=False, family="horizon")
+    shapes = build_synthetic(resolution=32, count=4, test_count=2, workers=1, progress=False)
+    assert horizon != shapes and "horizon" in os.path.basename(horizon) and "horizon" not in os.path.basename(shapes)
+    images, masks = split_paths(horizon, "train")
+    ds = ImageDataset(images, 32, crop="center", masks=masks)
+    rendered = [render_horizon_scene(0, "train", i, 32)[1] > 0 for i in range(4)]
+    for k in range(4):  # the LMDB's order is its keys'
+        assert sum(np.array_equal(ds[k][1][0].numpy() > 0.5, m) for m in rendered) == 1
+    with pytest.raises(ValueError, match="family"):
+        build_synthetic(resolution=32, count=4, test_count=2, family="forest")
+
+
+@pytest.mark.parametrize("family", ["shapes", "horizon"])
+def test_synthetic_masks_align_with_image_edges(family):
     """Image gradients concentrate on the mask boundary: a shifted mask would miss them."""
     ratios = []
     for i in range(40):
-        img, mask = render_scene(0, "train", i, 64)
+        img, mask = FAMILIES[family](0, "train", i, 64)
         gray = img.astype(np.float64).mean(2)
         grad = np.hypot(*np.gradient(gray))
         m = mask > 0

@@ -152,14 +152,15 @@ def dataset_from_config(data, resolution):
 
     data["source"]: a path, a list of paths (concatenated), or "synthetic"
     (built on first use from data["synthetic"]: resolution, count, test_count,
-    seed; data["split"] picks train or test). Other keys: crop, org_to_crop,
+    seed, family; data["split"] picks train or test). Other keys: crop, org_to_crop,
     hflip, max_images.
     """
     source = data["source"]
     if source == "synthetic":
         syn = data.get("synthetic", {})
         root = build_synthetic(resolution=syn.get("resolution", 64), count=syn.get("count", 20000),
-                               test_count=syn.get("test_count", 2000), seed=syn.get("seed", 0))
+                               test_count=syn.get("test_count", 2000), seed=syn.get("seed", 0),
+                               family=syn.get("family", "shapes"))
         source = split_paths(root, data.get("split", "train"))[0]
     return ImageDataset(source, resolution, crop=data.get("crop", "random"), org_to_crop=data.get("org_to_crop", 1.125),
                         hflip=data.get("hflip", False), max_images=data.get("max_images"))

@@ -184,33 +184,122 @@ def render_scene(seed, split, index, size):
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), mask.astype(np.uint8) * 255
 
 
+HORIZON_SHAPES = ("ring", "crescent", "cross", "heart", "arrow", "dumbbell")
+
+
+def make_horizon_shape(rng, kind):
+    """A random shape of the second family's `kind`: (u, v) -> inside, local coordinates within about [-1, 1]."""
+    if kind == "ring":  # a hole: the background shows through the object
+        inner = rng.uniform(0.3, 0.6)
+        return lambda u, v: (np.hypot(u, v) <= 0.95) & (np.hypot(u, v) >= inner)
+    if kind == "crescent":
+        off, r2 = rng.uniform(0.3, 0.6), rng.uniform(0.7, 0.9)
+        return lambda u, v: (np.hypot(u, v) <= 0.95) & (np.hypot(u - off, v) > r2)
+    if kind == "cross":
+        arm = rng.uniform(0.2, 0.4)
+        return lambda u, v: ((np.abs(u) <= arm) & (np.abs(v) <= 0.95)) | ((np.abs(v) <= arm) & (np.abs(u) <= 0.95))
+    if kind == "heart":
+        return lambda u, v: (u ** 2 + (-v * 1.1 + 0.25) ** 2 - 0.6) ** 3 - u ** 2 * (-v * 1.1 + 0.25) ** 3 <= 0
+    if kind == "arrow":
+        shaft, head = rng.uniform(0.15, 0.3), rng.uniform(0.45, 0.8)
+        return lambda u, v: (((u >= -0.95) & (u <= 0.2) & (np.abs(v) <= shaft))
+                             | ((u > 0.2) & (u <= 0.95) & (np.abs(v) <= head * (0.95 - u) / 0.75)))
+    bar = rng.uniform(0.1, 0.25)  # dumbbell: two discs joined by a bar
+    return lambda u, v: ((np.hypot(u + 0.6, v) <= 0.38) | (np.hypot(u - 0.6, v) <= 0.38)
+                         | ((np.abs(u) <= 0.6) & (np.abs(v) <= bar)))
+
+
+def horizon_background(rng, size, yy, xx):
+    """Sky (a vertical gradient with soft clouds) over ground (a texture seen in perspective), split by a
+    wavy horizon at a random height."""
+    level = rng.uniform(0.25, 0.75) + sum(rng.uniform(0, 0.04) * np.sin(2 * math.pi * k * xx + rng.uniform(0, 6.3))
+                                          for k in (1, 2, 3))
+    sky = palette_map(yy / max(float(level.max()), 1e-3), [random_color(rng), random_color(rng)])
+    clouds = smooth_noise(rng, size, rng.integers(3, 7))[..., None]
+    sky = sky * (1 - 0.5 * clouds) + 0.5 * clouds * random_color(rng)
+    depth = np.clip(yy - level, 1e-3, None)
+    ground = texture(rng, size, np.clip(0.05 / depth, 0, 4) % 1, ((xx - 0.5) / (depth + 0.1) + 0.5) % 1)
+    haze = np.exp(-depth / 0.15)[..., None]  # fades into the horizon's colour
+    ground = ground * (1 - 0.6 * haze) + 0.6 * haze * sky[np.clip((level * size).astype(int), 0, size - 1),
+                                                          np.arange(size)[None, :].repeat(size, 0)]
+    return np.where((yy < level)[..., None], sky, ground)
+
+
+def render_horizon_scene(seed, split, index, size):
+    """The second family (a generalization check): other backgrounds (sky over ground), other shapes (holes,
+    crescents, crosses), 5-45 % coverage, centres anywhere (objects cut by the border), an outline on some
+    objects and a cast shadow, which is background, on others. Same return values as render_scene."""
+    rng = np.random.default_rng([seed, SPLITS.index(split), index, 2])
+    big = size * SUPERSAMPLE
+    yy, xx = np.mgrid[0:big, 0:big].astype(np.float32) / big
+    bg = horizon_background(rng, big, yy, xx)
+    kind = HORIZON_SHAPES[rng.integers(len(HORIZON_SHAPES))]
+    inside_fn = make_horizon_shape(rng, kind)
+    area = max(inside_fn((xx - 0.5) * 2.4, (yy - 0.5) * 2.4).mean() * 2.4 ** 2, 1e-3)
+    scale = math.sqrt(rng.uniform(0.05, 0.45) / area)
+    cx, cy = rng.uniform(0.05, 0.95, 2)
+    angle = rng.uniform(0, 2 * math.pi)
+    cos, sin = math.cos(angle), math.sin(angle)
+
+    def local(dx=0.0, dy=0.0):
+        x, y = xx - cx - dx, yy - cy - dy
+        return (x * cos + y * sin) / scale, (-x * sin + y * cos) / scale
+
+    u, v = local()
+    inside = inside_fn(u, v)
+    if rng.random() < 0.5:  # a shadow on the background, offset down and sideways
+        shadow = inside_fn(*local(rng.uniform(-0.08, 0.08), rng.uniform(0.03, 0.1))) & ~inside
+        bg = np.where(shadow[..., None], bg * rng.uniform(0.35, 0.65), bg)
+    borrowed = bg[rng.integers(big), rng.integers(big)] if rng.random() < 0.5 else None
+    fg = texture(rng, big, (v + 1) / 2, (u + 1) / 2, borrowed)
+    if rng.random() < 0.4:  # a dark outline
+        rim = inside & ~inside_fn(u * 1.12, v * 1.12)
+        fg = np.where(rim[..., None], fg * 0.25, fg)
+    img = np.where(inside[..., None], fg, bg)
+    img = img.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean((1, 3))
+    mask = inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean((1, 3)) >= 0.5
+    img = img + rng.normal(0, 0.015, img.shape)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), mask.astype(np.uint8) * 255
+
+
+FAMILIES = {"shapes": render_scene, "horizon": render_horizon_scene}
+
+
 def scene_key(seed, split, index):
     return hashlib.sha1(f"layered-gan-synthetic-{seed}-{split}-{index}".encode()).hexdigest().encode()
 
 
 def _encode(job):
-    seed, split, index, size = job
-    img, mask = render_scene(seed, split, index, size)
+    seed, split, index, size, family = job
+    img, mask = FAMILIES[family](seed, split, index, size)
     ib, mb = io.BytesIO(), io.BytesIO()
     Image.fromarray(img).save(ib, format="WEBP", quality=92, method=2)
     Image.fromarray(mask).save(mb, format="PNG", optimize=False)
     return scene_key(seed, split, index), ib.getvalue(), mb.getvalue()
 
 
-def default_root(resolution, count, test_count, seed):
-    return cache_dir("synthetic", f"v{VERSION}-{resolution}px-{count}-{test_count}-seed{seed}")
+def default_root(resolution, count, test_count, seed, family="shapes"):
+    prefix = "" if family == "shapes" else f"{family}-"
+    return cache_dir("synthetic", f"{prefix}v{VERSION}-{resolution}px-{count}-{test_count}-seed{seed}")
 
 
-def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed=0, workers=None, progress=True):
+def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed=0, workers=None, progress=True,
+                    family="shapes"):
     """Create the dataset at root (default: a cache folder named by the parameters) unless it exists.
+
+    family: "shapes" (the demos' scenes) or "horizon" (render_horizon_scene: a scene family none of the demos'
+    settings were chosen on, to check that they carry over).
 
     Written to ROOT.partial and renamed when complete, so an interrupted build
     is never mistaken for a finished one. Returns the root.
     """
     if not 32 <= resolution <= 128:
         raise BadValue(f"synthetic resolution must be between 32 and 128, got {resolution}")
-    root = root or default_root(resolution, count, test_count, seed)
-    manifest = dict(version=VERSION, resolution=resolution, seed=seed, counts={"train": count, "test": test_count})
+    if family not in FAMILIES:
+        raise BadValue(f"synthetic family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    root = root or default_root(resolution, count, test_count, seed, family)
+    manifest = dict(version=VERSION, resolution=resolution, seed=seed, counts={"train": count, "test": test_count},
+                    **({} if family == "shapes" else {"family": family}))
     existing = os.path.join(root, "manifest.json")
     if os.path.isfile(existing):
         with open(existing) as fh:
@@ -221,7 +310,7 @@ def build_synthetic(root=None, resolution=64, count=20000, test_count=2000, seed
     partial = root.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     workers = workers or os.cpu_count() or 1
-    jobs = [(seed, split, i, resolution) for split in SPLITS for i in range(manifest["counts"][split])]
+    jobs = [(seed, split, i, resolution, family) for split in SPLITS for i in range(manifest["counts"][split])]
     bar = tqdm(total=len(jobs), desc=f"synthetic {resolution}px", unit="img", disable=not progress)
     envs = {}
     for split in SPLITS:
