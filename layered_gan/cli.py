@@ -30,6 +30,7 @@ from .evaluation.cli import baselines, benchmarks, evaluate, fid, gt_mask_option
 from .evaluation.evaluate import open_source
 from .evaluation.sources import SourceSubset
 from .generate import named_images, parse_seeds, save_samples
+from .networks.encoder import ENCODER_BACKBONES
 from .labels4free.cli import labels4free
 from .prepare import prepare as prepare_lmdb
 from .runs import load_run
@@ -102,6 +103,9 @@ _ENC = encoding.Options()  # the defaults, kept in encoding.py's option groups
 @click.option("--offsets/--absolute", default=_ENC.training.offsets, show_default=True,
               help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
 @click.option("--width", default=_ENC.training.width, show_default=True, help="Encoder width (ResNet-18: 64).")
+@click.option("--backbone", default=_ENC.training.backbone, show_default=True,
+              type=click.Choice(ENCODER_BACKBONES), help="resnet18: from scratch (the paper); efficientnet: the ImageNet "
+              "EfficientNet-Lite0, fine-tuned (supervision the paper did not use).")
 @click.option("--amortized", is_flag=True, help="One encoder on all images (saved as OUT/encoder.pt), then apply it.")
 @click.option("--encoder", "encoder_path", default=None, help="Apply a saved encoder.pt without training.")
 @click.option("--refine-steps", default=_ENC.refinement.steps, show_default=True,

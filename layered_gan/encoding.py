@@ -49,7 +49,8 @@ MASK_PARTS = ("masks", "soft", "overlays")  # at the image's own size
 @dataclass(frozen=True)
 class Training:
     """Each encoder's training: `chunk` images, Adam `steps` on minibatches of `batch` (the paper's 100, 1 000,
-    lr 1e-4); a ResNet of `width` predicting W+ offsets around the average w (or the codes themselves)."""
+    lr 1e-4); a ResNet of `width` (or the ImageNet EfficientNet-Lite0: `backbone`) predicting W+ offsets around
+    the average w (or the codes themselves)."""
     chunk: int = 100
     steps: int = 1000
     lr: float = 1e-4
@@ -57,6 +58,7 @@ class Training:
     width: int = 64
     offsets: bool = True
     seed: int = 0
+    backbone: str = "resnet18"  # or "efficientnet": ImageNet weights, fine-tuned (not the paper's)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class Options:
     def settings(self):
         """What an output folder records (and a rerun must match): every setting but the report's."""
         loss = {k: v for k, v in asdict(self.loss).items() if k != "perceptual_weight" or v}  # older outs resume
-        return {**asdict(self.training), **loss,
+        training = {k: v for k, v in asdict(self.training).items() if k != "backbone" or v != "resnet18"}
+        return {**training, **loss,
                 **{f"refine_{k}": v for k, v in asdict(self.refinement).items()},
                 "org_to_crop": self.output.org_to_crop, "threshold": self.output.threshold}
 
@@ -269,7 +272,7 @@ def process_chunk(index, names, source, view, loss, out, options, encoder=None, 
         if encoder is None:
             t = options.training
             torch.manual_seed(t.seed * 1_000_003 + index)
-            encoder = build_encoder(loss.synthesis, t.width, t.offsets).to(device)
+            encoder = build_encoder(loss.synthesis, t.width, t.offsets, t.backbone).to(device)
             gen = torch.Generator().manual_seed(t.seed * 1_000_003 + index)
             record["curve"] = train_encoder(
                 encoder, loss, lambda: targets[torch.randint(len(targets), (t.batch,), generator=gen)],
@@ -359,7 +362,7 @@ def amortized_encoder(path, loss, source, names, view, training, device, bar=Non
     if os.path.isfile(path):
         return load_encoder(path, loss.synthesis, device)
     torch.manual_seed(training.seed)
-    encoder = build_encoder(loss.synthesis, training.width, training.offsets).to(device)
+    encoder = build_encoder(loss.synthesis, training.width, training.offsets, training.backbone).to(device)
     gen = torch.Generator().manual_seed(training.seed)
 
     def sample():
@@ -382,7 +385,8 @@ def load_encoder(path, synthesis, device="cpu"):
     if any(h[k] != v for k, v in wanted.items()):
         raise BadValue(f"encoder {path} was made for {h} but the generator needs {wanted}")
     encoder = Encoder(h["resolution"], h["n_styles"], h["w_dim"], h["width"],
-                      torch.zeros(h["n_styles"], h["w_dim"]) if h["offsets"] else None)
+                      torch.zeros(h["n_styles"], h["w_dim"]) if h["offsets"] else None,
+                      h.get("backbone", "resnet18"), pretrained=False)
     encoder.load_state_dict(state["encoder"])  # w_avg included
     return encoder.to(device).eval()
 

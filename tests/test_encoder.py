@@ -297,3 +297,26 @@ def test_encode_never_writes_into_an_unrelated_folder_or_resumes_another_input_s
     other = image_folder(tmp_path / "img2", {"a": (16, 16), "c": (16, 16)})  # same count, same first name
     result = CliRunner().invoke(main, [args[0], args[1], "--images", other, "--out", str(out)] + args[4:])
     assert result.exit_code == 2 and "names_sha1" in result.stderr, result.output
+
+
+def test_imagenet_backbone_starts_from_the_packages_weights_and_is_fine_tuned(run_dir, tmp_path):
+    from layered_gan.networks.efficientnet import pretrained_encoder
+
+    synthesis, D, _ = load_layered_run(run_dir)
+    torch.manual_seed(0)
+    encoder = build_encoder(synthesis, offsets=True, backbone="efficientnet")
+    imagenet = pretrained_encoder().drop_classifier().state_dict()
+    assert all(torch.equal(v, imagenet[k]) for k, v in encoder.imagenet.state_dict().items())
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    assert torch.equal(encoder(x), synthesis.w_avg.expand(4, -1, -1))  # a zero head on the ImageNet features
+    loss = ReconstructionLoss(synthesis, D, feature_weight=0.5)
+    train_encoder(encoder, loss, lambda: x, steps=2, lr=1e-3)
+    moved = [k for k, v in encoder.imagenet.state_dict().items() if v.is_floating_point() and not torch.equal(v, imagenet[k])]
+    assert len(moved) > 100  # fine-tuned, not frozen
+    # saved and applied: the same codes, without the package's weights being loaded again
+    out = tmp_path / "enc"
+    invoke(["--ckpt", run_dir, "--images", image_folder(tmp_path / "a", {f"a{i}": (16, 16) for i in range(4)}),
+            "--out", out, "--amortized", "--backbone", "efficientnet", *FAST])
+    saved = encoding.load_encoder(str(out / "encoder.pt"), synthesis)
+    assert saved.hparams()["backbone"] == "efficientnet" and not hasattr(saved, "stem")
+    assert json.load(open(out / "settings.json"))["backbone"] == "efficientnet"

@@ -1,6 +1,7 @@
 """PerturbGAN's encoder (Bielski & Favaro 2019, sec. 3.3 and "Segmenting real images").
 
-A ResNet-18 (He et al. 2016) trained from scratch, at the generator's resolution, without the average
+A ResNet-18 (He et al. 2016) trained from scratch (or, an option the paper did not have, the ImageNet
+EfficientNet-Lite0 fine-tuned), at the generator's resolution, without the average
 pooling at its end; a fully connected head gives one W+ style per synthesis layer of each generator
 (2 log2(R) - 2 per generator: 20 x 512 at 64 px for the paper's two generators). `LayeredSynthesis`
 presents a layered generator as one W+ synthesis network (foreground slots first), which is what the
@@ -12,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..render import composite
+from .efficientnet import FEATURE_CHANNELS, EfficientNetLite0, pretrained_encoder
 from .layered import LayeredGenerator
 
 
@@ -85,28 +87,42 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
+ENCODER_BACKBONES = ("resnet18", "efficientnet")
+IMAGENET_SIZE = 128  # the efficientnet backbone's input side: a 4 x 4 map at its stride 32
+
+
 class Encoder(nn.Module):
     """ResNet-18 without average pooling, FC head to W+ codes [B, n_styles, w_dim] (PerturbGAN sec. 4).
 
     width: channels of the first stage (64 in ResNet-18; the stages have width x 1, 2, 4, 8).
     w_avg [n_styles, w_dim] given: the head predicts offsets around it, starting at zero (the codes start at
     the average w); None: the head predicts the codes themselves, as in the paper.
+    backbone: "resnet18" (from scratch, the paper's) or "efficientnet": the ImageNet EfficientNet-Lite0
+    (pretrained: from the package's weights; a saved encoder's replace them), fine-tuned, on images up-sampled
+    to IMAGENET_SIZE, its last (stride-32) map feeding the head; width is then unused.
     """
 
-    def __init__(self, resolution, n_styles, w_dim, width=64, w_avg=None):
+    def __init__(self, resolution, n_styles, w_dim, width=64, w_avg=None, backbone="resnet18", pretrained=True):
         super().__init__()
+        if backbone not in ENCODER_BACKBONES:
+            raise ValueError(f"encoder backbone {backbone!r} is not one of {', '.join(ENCODER_BACKBONES)}")
         self.resolution, self.n_styles, self.w_dim, self.width = resolution, n_styles, w_dim, width
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
-        widths = [width, 2 * width, 4 * width, 8 * width]
-        stages, channels = [], width
-        for i, out in enumerate(widths):
-            stages += [BasicBlock(channels, out, 1 if i == 0 else 2), BasicBlock(out, out, 1)]
-            channels = out
-        self.stages = nn.Sequential(*stages)
-        side = resolution
-        for _ in range(5):  # stem conv, max pool, three strided stages: each halves, rounding up
-            side = (side + 1) // 2
+        self.backbone = backbone
+        if backbone == "efficientnet":
+            self.imagenet = (pretrained_encoder() if pretrained else EfficientNetLite0()).drop_classifier()
+            channels, side = FEATURE_CHANNELS[-1], IMAGENET_SIZE // 32
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1))
+            widths = [width, 2 * width, 4 * width, 8 * width]
+            stages, channels = [], width
+            for i, out in enumerate(widths):
+                stages += [BasicBlock(channels, out, 1 if i == 0 else 2), BasicBlock(out, out, 1)]
+                channels = out
+            self.stages = nn.Sequential(*stages)
+            side = resolution
+            for _ in range(5):  # stem conv, max pool, three strided stages: each halves, rounding up
+                side = (side + 1) // 2
         self.fc = nn.Linear(channels * side * side, n_styles * w_dim)
         self.offsets = w_avg is not None
         if self.offsets:
@@ -116,18 +132,24 @@ class Encoder(nn.Module):
             nn.init.zeros_(self.fc.bias)
         self.register_buffer("w_avg", w_avg.detach().clone() if self.offsets else torch.zeros(n_styles, w_dim))
 
+    def features(self, x):
+        if self.backbone == "efficientnet":
+            x = F.interpolate(x, size=IMAGENET_SIZE, mode="bilinear", align_corners=False)
+            return self.imagenet.pyramid(x)[-1]
+        return self.stages(self.stem(x))
+
     def forward(self, x):
         if x.shape[-2:] != (self.resolution, self.resolution):
             raise ValueError(f"encoder input must be {self.resolution}x{self.resolution}, got {list(x.shape)}")
-        return self.fc(self.stages(self.stem(x)).flatten(1)).view(-1, self.n_styles, self.w_dim) + self.w_avg
+        return self.fc(self.features(x).flatten(1)).view(-1, self.n_styles, self.w_dim) + self.w_avg
 
     def hparams(self):
         """What `Encoder(**hparams)` needs besides the weights (w_avg is a buffer in the state dict)."""
         return {"resolution": self.resolution, "n_styles": self.n_styles, "w_dim": self.w_dim, "width": self.width,
-                "offsets": self.offsets}
+                "offsets": self.offsets, "backbone": self.backbone}
 
 
-def build_encoder(synthesis, width=64, offsets=True):
+def build_encoder(synthesis, width=64, offsets=True, backbone="resnet18"):
     """An encoder for a LayeredSynthesis: its resolution, style count and w_dim; offsets around its w_avg."""
     return Encoder(synthesis.resolution, synthesis.n_latent, synthesis.w_dim, width,
-                   synthesis.w_avg.detach().cpu() if offsets else None)
+                   synthesis.w_avg.detach().cpu() if offsets else None, backbone)
