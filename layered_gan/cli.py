@@ -184,6 +184,9 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @click.option("--backbone", default="unet", show_default=True, type=click.Choice(BACKBONES),
               help="unet: from scratch (the papers' setting); efficientnet: the ImageNet EfficientNet-Lite0 as "
                    "the encoder, fine-tuned (ImageNet supervision the papers did not use).")
+@click.option("--imagenet-size", default=None, type=click.IntRange(min=32),
+              help="With --backbone efficientnet: up-sample images to this side before the ImageNet encoder "
+                   "(default: the segmenter's resolution).")
 @click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs "
                                                          "(--ckpt or --directions then only give validation pairs).")
 @click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
@@ -195,12 +198,14 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @filter_options
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
-            gamma, unet, width, depth, backbone, pairs_dir, val_pairs, every, real_images, real_masks, real_check,
+            gamma, unet, width, depth, backbone, imagenet_size, pairs_dir, val_pairs, every, real_images, real_masks, real_check,
             max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, placement,
             device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
     folder) and score them."""
     seeds = parse_seeds(seeds)
+    if imagenet_size and backbone != "efficientnet":
+        raise BadValue("--imagenet-size goes with --backbone efficientnet")
     source, cfg = pair_source(ckpt, directions, lighter, darker, mode, threshold, truncation, device, anchors,
                               anchor_noise, placement)
     if source is None and not pairs_dir:
@@ -217,7 +222,7 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
     unet_size = {**UNET_PRESETS[unet], **{k: v for k, v in (("width", width), ("depth", depth)) if v}}
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
-                    decay_at=list(decay_at), gamma=gamma, **unet_size, backbone=backbone,
+                    decay_at=list(decay_at), gamma=gamma, **unet_size, backbone=backbone, imagenet_size=imagenet_size,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, placement=placement, **filters)
     distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
                   click.echo)

@@ -98,13 +98,14 @@ def real_sources(cfg, real_images, real_masks):
 
 
 def distill(batches, resolution, val_pairs, real, seed, steps=12000, lr=1e-3, milestones=None, gamma=0.2, width=32,
-            depth=3, every=1000, real_check=200, device="cpu", progress=True, backbone="unet", classes=1):
+            depth=3, every=1000, real_check=200, device="cpu", progress=True, backbone="unet", classes=1,
+            imagenet_size=None):
     """Train one segmenter from `batches` (image, mask); returns (model, figures).
 
     val_pairs: held-out generated Pairs or None; real: (images, masks) sources or None.
     """
     torch.manual_seed(seed)
-    model = build_segmenter(resolution, width, depth, backbone, classes=classes).to(device)
+    model = build_segmenter(resolution, width, depth, backbone, classes=classes, imagenet_size=imagenet_size).to(device)
 
     def validate(model):
         figures = {}
@@ -171,7 +172,8 @@ def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolutio
         batches, train_filters = seed_batches(seed, source, filters, s["batch"], pairs_dir, resolution)
         model, figures = distill(batches, resolution, val, real, seed, s["steps"], s["lr"], s["decay_at"] or None,
                                  s["gamma"], s["width"], s["depth"], every, real_check, device,
-                                 backbone=s.get("backbone", "unet"), classes=s.get("classes", 1))
+                                 backbone=s.get("backbone", "unet"), classes=s.get("classes", 1),
+                                 imagenet_size=s.get("imagenet_size"))
         figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
         real_summary = figures["real"]["summary"] if real is not None else None
         run_dir = os.path.join(out, f"seed{seed}")

@@ -11,7 +11,7 @@ from layered_gan.augment import colour, cutout, diff_augment, draw_cutout, draw_
 from layered_gan.checkpoint import save_checkpoint
 from layered_gan.errors import BadValue, MissingPath
 from layered_gan.networks.efficientnet import FEATURE_CHANNELS, pretrained_efficientnet_lite0, weights_file
-from layered_gan.segmenter.model import build_segmenter, load_segmenter
+from layered_gan.segmenter.model import build_segmenter, load_segmenter, save_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,23 @@ def test_segmenter_with_the_imagenet_encoder_starts_from_it_and_maps_any_size():
     assert model(torch.zeros(2, 3, 37, 23)).shape == (2, 1, 37, 23)
     with pytest.raises(BadValue, match="not one of unet, efficientnet"):
         build_segmenter(32, backbone="resnet")
+
+
+def test_imagenet_size_feeds_the_encoder_larger_images_and_is_saved(tmp_path):
+    model = build_segmenter(32, width=4, backbone="efficientnet", imagenet_size=128)
+    seen = []
+    model.encoder._conv_stem.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape[-2:]))
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    y = model(x)
+    assert y.shape == (2, 1, 32, 48) and tuple(seen[0]) == (128, 192)  # shorter side to 128, aspect kept
+    save_segmenter(model, str(tmp_path / "s.pt"))
+    loaded, _ = load_segmenter(str(tmp_path / "s.pt"))
+    assert loaded.settings["imagenet_size"] == 128 and torch.allclose(loaded(x), model.eval()(x), atol=1e-6)
+    plain = build_segmenter(32, width=4, backbone="efficientnet")
+    plain.load_state_dict(model.state_dict())  # the same weights, images as given: another output
+    assert not torch.allclose(plain.eval()(x), loaded(x), atol=1e-3)
+    with pytest.raises(BadValue, match="efficientnet backbone"):
+        build_segmenter(32, backbone="unet", imagenet_size=128)
 
 
 def test_distill_with_the_pretrained_backbone_saves_a_segmenter_that_segment_loads(tmp_path, monkeypatch):

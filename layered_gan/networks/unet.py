@@ -48,10 +48,12 @@ class EfficientNetUNet(nn.Module):
     """U-Net decoder on EfficientNet-Lite0's five levels (strides 2 to 32): up-sample, concatenate the skip, two
     3x3 convolutions, widths width x 8, 4, 2, 1; the logit map is up-sampled to the input size. The encoder starts
     from the ImageNet weights (pretrained=True; a saved segmenter's own weights replace them) and is fine-tuned.
-    Its input normalization is its own: images in [-1, 1] as for UNet."""
+    Its input normalization is its own: images in [-1, 1] as for UNet. imagenet_size: the side images are
+    resized to first (None: as given; ImageNet features are made for objects larger than a 32-px image holds)."""
 
-    def __init__(self, width=16, pretrained=True):
+    def __init__(self, width=16, pretrained=True, imagenet_size=None):
         super().__init__()
+        self.imagenet_size = imagenet_size
         self.encoder = (pretrained_encoder() if pretrained else EfficientNetLite0()).drop_classifier()
         skips = (STEM_CHANNELS,) + FEATURE_CHANNELS[:-1]  # 16, 24, 40, 112
         widths = [width * 2 ** i for i in range(len(skips))]  # finest first
@@ -60,9 +62,14 @@ class EfficientNetUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, x):
+        size = x.shape[-2:]
+        if self.imagenet_size and min(size) != self.imagenet_size:
+            scale = self.imagenet_size / min(size)
+            x = F.interpolate(x, size=(round(size[0] * scale), round(size[1] * scale)), mode="bilinear",
+                              align_corners=False, antialias=scale < 1)
         levels = self.encoder.pyramid(x)
         h = levels[-1]
         for block, skip in zip(self.up, reversed(levels[:-1])):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], 1))
-        return F.interpolate(self.head(h), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.head(h), size=size, mode="bilinear", align_corners=False)

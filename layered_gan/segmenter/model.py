@@ -24,21 +24,26 @@ BACKBONES = ("unet", "efficientnet")
 UNET_PRESETS = {"cpu": {"width": 32, "depth": 3, "classes": 1}, "paper": {"width": 64, "depth": 4, "classes": 2}}
 
 
-def build_segmenter(resolution, width=16, depth=3, backbone="unet", pretrained=True, classes=1):
+def build_segmenter(resolution, width=16, depth=3, backbone="unet", pretrained=True, classes=1, imagenet_size=None):
     """A fresh segmenter that remembers its resolution and settings (saved with it).
 
     backbone: "unet", the from-scratch U-Net (the papers' setting), or "efficientnet", the ImageNet
     EfficientNet-Lite0 as the encoder, fine-tuned (supervision the papers did not use; depth is then unused).
     pretrained: start that encoder from the ImageNet weights (loading a saved segmenter does not need them).
     classes: the U-Net's output channels (2: the papers' two-class head, read as one logit l1 - l0).
+    imagenet_size: with "efficientnet", the side images are up-sampled to before that encoder (None: as given).
     """
     if backbone not in BACKBONES:
         raise BadValue(f"segmenter backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
     if backbone == "efficientnet" and classes != 1:
         raise BadValue("the efficientnet backbone has a one-logit head; use --unet cpu with it")
-    model = UNet(width=width, depth=depth, classes=classes) if backbone == "unet" else EfficientNetUNet(width, pretrained)
+    if imagenet_size and backbone != "efficientnet":
+        raise BadValue("an ImageNet input size goes with the efficientnet backbone")
+    model = UNet(width=width, depth=depth, classes=classes) if backbone == "unet" else \
+        EfficientNetUNet(width, pretrained, imagenet_size)
     model.resolution = int(resolution)
-    model.settings = {"width": width, "depth": depth, "backbone": backbone, "classes": classes}
+    model.settings = {"width": width, "depth": depth, "backbone": backbone, "classes": classes,
+                      **({"imagenet_size": imagenet_size} if imagenet_size else {})}
     return model
 
 
