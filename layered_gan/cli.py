@@ -29,6 +29,7 @@ from .evaluation.baselines import METHODS
 from .evaluation.cli import baselines, benchmarks, evaluate, fid, gt_mask_options, score_generated
 from .evaluation.evaluate import open_source
 from .evaluation.sources import SourceSubset
+from .data.dataset import ImageDataset, dataset_from_config
 from .generate import named_images, parse_seeds, save_samples
 from .networks.encoder import ENCODER_BACKBONES
 from .labels4free.cli import labels4free
@@ -39,6 +40,7 @@ from .segmenter.cli import filter_options, pairs, segment
 from .segmenter.filters import default_filters
 from .segmenter.model import BACKBONES, UNET_PRESETS
 from .segmenter.pairs import fixed_pairs
+from .segmenter.self_training import load_images
 from .training.cli import train
 from .training.demo import format_summary, run_demo
 
@@ -187,6 +189,13 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @click.option("--imagenet-size", default=None, type=click.IntRange(min=32),
               help="With --backbone efficientnet: up-sample images to this side before the ImageNet encoder "
                    "(default: the segmenter's resolution).")
+@click.option("--self-train", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Rounds of self-training (not in the papers): the segmenter labels unlabelled real images and a "
+                   "fresh one learns from half generated pairs, half those (no ground-truth mask is used).")
+@click.option("--self-train-images", default=None,
+              help="The unlabelled real images (folder or LMDB; default: the generator's training data).")
+@click.option("--self-train-num", default=4000, show_default=True, type=click.IntRange(min=1),
+              help="How many of them (the first, centre-cropped).")
 @click.option("--pairs", "pairs_dir", default=None, help="Train on an exported pairs folder instead of online pairs "
                                                          "(--ckpt or --directions then only give validation pairs).")
 @click.option("--val-pairs", default=1000, show_default=True, help="Held-out generated pairs for validation.")
@@ -198,7 +207,7 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
 @filter_options
 @device_option
 def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out, seeds, steps, batch, lr, decay_at,
-            gamma, unet, width, depth, backbone, imagenet_size, pairs_dir, val_pairs, every, real_images, real_masks, real_check,
+            gamma, unet, width, depth, backbone, imagenet_size, self_train, self_train_images, self_train_num, pairs_dir, val_pairs, every, real_images, real_masks, real_check,
             max_coverage, min_coverage, histogram, component_ratio, filter_rules, threshold, truncation, placement,
             device):
     """Train U-Net segmenters on generated pairs (a layered or Labels4Free run, latent directions, or an exported
@@ -219,13 +228,23 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
         raise click.UsageError("nothing to validate on: with --pairs alone give --real-images and --real-masks, or "
                                "--ckpt / --directions (generated validation pairs)")
     resolution = val.image.shape[-1] if val is not None else pairs_resolution(pairs_dir)
+    unlabelled = None
+    if self_train:
+        with about("--self-train-images" if self_train_images else "--self-train (the generator's training data)"):
+            if not self_train_images and cfg is None:
+                raise BadValue("no training data known for these pairs: give --self-train-images")
+            data = ImageDataset(self_train_images, resolution, crop="center") if self_train_images else \
+                dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, resolution)
+            unlabelled = load_images(data, self_train_num)
     unet_size = {**UNET_PRESETS[unet], **{k: v for k, v in (("width", width), ("depth", depth)) if v}}
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,
                     anchor_noise=anchor_noise if anchors else None, steps=steps, batch=batch, lr=lr,
                     decay_at=list(decay_at), gamma=gamma, **unet_size, backbone=backbone, imagenet_size=imagenet_size,
+                    self_train=self_train, self_train_images=self_train_images,
+                    self_train_num=self_train_num if self_train else None,
                     pairs=pairs_dir, threshold=threshold, truncation=truncation, placement=placement, **filters)
     distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every, real_check, device,
-                  click.echo)
+                  click.echo, unlabelled)
     click.echo(f"wrote {os.path.join(out, 'summary.json')}")
 
 

@@ -39,6 +39,7 @@ from .evaluation.evaluate import open_source
 from .segmenter.filters import default_filters
 from .segmenter.model import build_segmenter, predict, save_segmenter
 from .segmenter.pairs import PairStream, generator_source
+from .segmenter.self_training import mixed_batches, pseudo_labels
 from .segmenter.training import fit, repeat
 
 VAL_SEED = 1_000_003  # the held-out pair stream; training streams use the run seeds
@@ -161,19 +162,34 @@ def seed_batches(seed, source, filters, batch, pairs_dir, resolution):
 
 
 def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolution, settings, every=1000,
-                  real_check=200, device="cpu", echo=print):
+                  real_check=200, device="cpu", echo=print, unlabelled=None):
     """One segmenter per seed (OUT/seed{S}/: segmenter.pt, figures.json, real/), then OUT/summary.json with the
     mean +- std over seeds; returns the summary. source: the online pair source (filtered with `filters`) unless
     settings["pairs"] names an exported folder; val: held-out generated pairs or None; real: (images, masks) or
-    None; settings: the command's (batch, steps, lr, decay_at, gamma, width, depth, classes used here), recorded."""
+    None; settings: the command's (batch, steps, lr, decay_at, gamma, width, depth, classes used here), recorded;
+    settings["self_train"] rounds of self-training on `unlabelled` real images [N, 3, R, R] follow each
+    distillation (self_training.py; each round a fresh segmenter, its predecessor's figures in figures.json)."""
     s, pairs_dir = settings, settings["pairs"]
     runs = {}
     for seed in seeds:
+        def train(batches):
+            return distill(batches, resolution, val, real, seed, s["steps"], s["lr"], s["decay_at"] or None,
+                           s["gamma"], s["width"], s["depth"], every, real_check, device,
+                           backbone=s.get("backbone", "unet"), classes=s.get("classes", 1),
+                           imagenet_size=s.get("imagenet_size"))
+
         batches, train_filters = seed_batches(seed, source, filters, s["batch"], pairs_dir, resolution)
-        model, figures = distill(batches, resolution, val, real, seed, s["steps"], s["lr"], s["decay_at"] or None,
-                                 s["gamma"], s["width"], s["depth"], every, real_check, device,
-                                 backbone=s.get("backbone", "unet"), classes=s.get("classes", 1),
-                                 imagenet_size=s.get("imagenet_size"))
+        model, figures = train(batches)
+        earlier = []
+        for r in range(1, s.get("self_train", 0) + 1):
+            earlier.append({"round": r - 1, "generated_val": figures.get("generated_val"),
+                            "real": figures["real"]["summary"] if real is not None else None})
+            labels = pseudo_labels(model, unlabelled)
+            generated, _ = seed_batches(seed + 1_000 * r, source, filters, s["batch"], pairs_dir, resolution)
+            model, figures = train(mixed_batches(generated, unlabelled, labels, s["batch"], seed + 1_000 * r))
+            figures["pseudo_label_coverage"] = labels.mean().item()
+        if earlier:
+            figures["earlier_rounds"] = earlier
         figures["filters"] = train_filters.report() if train_filters else "pairs read from " + pairs_dir
         real_summary = figures["real"]["summary"] if real is not None else None
         run_dir = os.path.join(out, f"seed{seed}")
@@ -184,7 +200,7 @@ def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolutio
                    echo=echo)
         write_json(os.path.join(run_dir, "figures.json"), {k: v for k, v in figures.items() if k != "real"})
         runs[seed] = {"generated_val": figures.get("generated_val"), "filters": figures["filters"],
-                      "real": real_summary}
+                      "real": real_summary, **({"earlier_rounds": earlier} if earlier else {})}
     summary = {"settings": settings, "seeds": seeds,
                "validation_pairs": val_filters.report() if val_filters else None, "runs": runs}
     if val is not None:
@@ -192,6 +208,9 @@ def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolutio
         echo(format_mean_std("held-out generated pairs", summary["generated_val"]))
     if real is not None:
         summary["real"] = mean_std([r["real"] for r in runs.values()])
+        if s.get("self_train"):
+            summary["real_before_self_training"] = mean_std([r["earlier_rounds"][0]["real"] for r in runs.values()])
+            echo(format_mean_std("before self-training, real held-out images", summary["real_before_self_training"]))
         echo(format_mean_std(f"real held-out images ({runs[seeds[0]]['real']['images']})", summary["real"]))
     write_json(os.path.join(out, "summary.json"), summary)
     echo(f"filters on the last run's pairs: {json.dumps(runs[seeds[-1]]['filters'])}")

@@ -452,3 +452,57 @@ def test_two_class_unet_head_is_the_papers_cross_entropy():
     assert heads[0].shape == (2, 2, 8, 8) and logit.shape == (2, 1, 8, 8)
     ce = torch.nn.functional.cross_entropy(heads[0], y[:, 0].long())
     torch.testing.assert_close(torch.nn.functional.binary_cross_entropy_with_logits(logit, y), ce)
+
+
+def test_mixed_batches_pair_each_real_image_with_its_own_label_flipped_alike():
+    from layered_gan.segmenter.self_training import mixed_batches, pseudo_labels
+
+    images = torch.rand(10, 3, 8, 8) * 2 - 1
+    labels = (images[:, :1] > 0).float()  # a label that follows the image's content, so a mismatched flip shows
+    generated = iter([(torch.full((6, 3, 8, 8), 7.0), torch.full((6, 1, 8, 8), 0.25))] * 20)
+    flipped = 0
+    for x, y in mixed_batches(generated, images, labels, batch=6, seed=0):
+        assert x.shape == (6, 3, 8, 8) and y.shape == (6, 1, 8, 8)
+        assert (x[:3] == 7).all() and (y[:3] == 0.25).all()  # the first half: generated pairs
+        assert torch.equal(y[3:], (x[3:, :1] > 0).float())
+        for xi in x[3:]:
+            match = [k for k in range(10) if torch.equal(images[k], xi)]
+            flipped += not match and any(torch.equal(images[k].flip(-1), xi) for k in range(10))
+    assert 5 < flipped < 55  # about half of the 60 real draws flipped
+    model = build_segmenter(8, width=4, depth=1)
+    out = pseudo_labels(model, images)
+    assert torch.equal(out, (predict(model, images) > 0.5).float())
+
+
+def test_distill_self_training_labels_the_training_images_and_keeps_round_zero(tmp_path, monkeypatch):
+    from layered_gan import distill as distill_module
+    from layered_gan.config import load_config
+    from layered_gan.data.synthetic import build_synthetic
+    from layered_gan.cli import distill as distill_main
+    from layered_gan.runs import build_models
+
+    monkeypatch.setenv("LAYERED_GAN_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("demo", ['data.synthetic={"resolution": 32, "count": 5, "test_count": 6, "seed": 0}',
+                               'model={"init": null, "resolution": 16, "z_dim": 8, "w_dim": 8, "n_mlp": 1, '
+                               '"channel_base": 64, "channel_max": 8, "variant": "two", "mbstd_group": 4}'])
+    build_synthetic(**cfg["data"]["synthetic"], workers=1, progress=False)
+    G, _ = build_models(cfg)
+    save_checkpoint({"config": cfg, "G_ema": G.state_dict()}, str(tmp_path / "run" / "checkpoint.pt"))
+    labelled = []
+    real_labels = distill_module.pseudo_labels
+    monkeypatch.setattr(distill_module, "pseudo_labels", lambda m, x: labelled.append(x) or real_labels(m, x))
+    out = tmp_path / "distill"
+    result = CliRunner().invoke(distill_main, [
+        "--ckpt", str(tmp_path / "run"), "--out", str(out), "--steps", "4", "--batch", "4", "--val-pairs", "8",
+        "--every", "4", "--real-check", "3", "--width", "4", "--depth", "2", "--no-histogram", "--max-coverage", "1",
+        "--min-coverage", "0", "--self-train", "2", "--self-train-num", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert len(labelled) == 2 and labelled[0].shape == (4, 3, 16, 16)  # the first 4 training images, each round
+    assert torch.equal(labelled[0], labelled[1])
+    summary = json.load(open(out / "summary.json"))
+    rounds = summary["runs"]["0"]["earlier_rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["real"]["images"] == 6
+    assert summary["real_before_self_training"]["per_image"]["fg_iou"][0] == rounds[0]["real"]["per_image"]["fg_iou"]
+    assert summary["settings"]["self_train"] == 2 and "before self-training" in result.output
+    figures = json.load(open(out / "seed0" / "figures.json"))
+    assert 0 <= figures["pseudo_label_coverage"] <= 1 and len(figures["earlier_rounds"]) == 2
