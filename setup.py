@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Unsupervised object segmentation with layered GANs (PerturbGAN, Labels4Free) on StyleGAN2",
     packages=find_packages(include=["layered_gan", "layered_gan.*", "cuda_ops"]),
-    package_data={"cuda_ops": ["*.cu", "*.cuh", "*.cpp", "cpu/*.h", "cpu/*.cpp"]},
+    package_data={"cuda_ops": ["*.cu", "*.cuh", "*.h", "*.cpp", "cpu/*.h", "cpu/*.cpp"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

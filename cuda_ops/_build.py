@@ -100,7 +100,7 @@ def compile_plugin(name, verbose=False):
     if torch.version.cuda is None:
         raise RuntimeError(f"torch {torch.__version__} is a CPU build; the CUDA kernels need a CUDA build of torch")
     sources = [os.path.join(_HERE, f"{name}.cpp"), os.path.join(_HERE, f"{name}.cu")]
-    build_dir = _build_dir(name, sources + _kernel_headers(name))
+    build_dir = _build_dir(name, sources + _kernel_headers(name) + _host_headers(name))
     includes, ldflags = build_flags(cuda_home, build_dir)
     cpp_extension.CUDA_HOME = cuda_home  # torch guesses it at import time, sometimes wrongly
     os.environ.setdefault("CUDA_HOME", cuda_home)
@@ -122,6 +122,11 @@ def _kernel_headers(*names):
     return [os.path.join(_HERE, "kernel_common.cuh")] + [os.path.join(_HERE, f"{n}_kernel.cuh") for n in names]
 
 
+def _host_headers(*names):
+    """The host-side helpers a launcher shares with the CPU harness (only upfirdn2d has one)."""
+    return [p for p in (os.path.join(_HERE, f"{n}_host.h") for n in names) if os.path.isfile(p)]
+
+
 def compile_cpu_kernels(verbose=False):
     """Both CUDA kernels compiled as C++ and launched on the CPU (cpu/kernels_cpu.cpp), for tests.
 
@@ -130,7 +135,8 @@ def compile_cpu_kernels(verbose=False):
     from torch.utils import cpp_extension
 
     sources = [os.path.join(_HERE, "cpu", "kernels_cpu.cpp")]
-    headers = _kernel_headers("upfirdn2d", "bias_act") + [os.path.join(_HERE, "cpu", "cuda_shim.h")]
+    headers = (_kernel_headers("upfirdn2d", "bias_act") + _host_headers("upfirdn2d", "bias_act")
+               + [os.path.join(_HERE, "cpu", "cuda_shim.h")])
     return cpp_extension.load(
         name="layered_gan_kernels_cpu",
         sources=sources,

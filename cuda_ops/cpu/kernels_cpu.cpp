@@ -4,7 +4,7 @@
 
 #include "cuda_shim.h"
 #include "../bias_act_kernel.cuh"
-#include "../upfirdn2d_kernel.cuh"
+#include "../upfirdn2d_host.h"
 
 static int64_t max_blocks = kMaxBlocks;
 static int64_t last_grid = 0;
@@ -21,17 +21,15 @@ static torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int up
     TORCH_CHECK(x.dim() == 4 && f.dim() == 2, "upfirdn2d: x must be [N, C, H, W] and f [fh, fw]");
     TORCH_CHECK(x.is_contiguous() && f.is_contiguous(), "upfirdn2d: inputs must be contiguous");
     TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "upfirdn2d: up and down must be >= 1");
-    const Upfirdn2dParams p = upfirdn2d_params(x.size(0), x.size(1), x.size(2), x.size(3), f.size(0), f.size(1),
-                                               upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip_filter);
-    TORCH_CHECK(p.out_w >= 1 && p.out_h >= 1, "upfirdn2d: output would be empty");
-    auto y = torch::empty({x.size(0), x.size(1), p.out_h, p.out_w}, x.options());
+    torch::Tensor y;
+    const Upfirdn2dParams p = upfirdn2d_output(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip_filter,
+                                               &y);
     const int64_t total = p.planes * p.out_h * p.out_w;
     if (total == 0) return y;
     launch_grid(total);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, x.scalar_type(), "upfirdn2d", [&] {
         using acc_t = typename AccType<scalar_t>::type;
-        TORCH_CHECK(f.scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
-                    "upfirdn2d: filter dtype must be the accumulation type");
+        check_filter_dtype<scalar_t>(f);
         launch_on_cpu(upfirdn2d_kernel<scalar_t>, dim3(last_grid), dim3(kThreads),
                       x.data_ptr<scalar_t>(), f.data_ptr<acc_t>(), y.data_ptr<scalar_t>(), p);
     });
