@@ -130,7 +130,7 @@ def test_the_shipped_reference_is_the_demos_and_segments_held_out_scenes(tmp_pat
     assert meta["settings"] == {"synthetic": synthetic, "steps": 1200, "batch": 32, "width": 16, "lr": 1e-3, "seed": 0}
     assert test_iou == meta["test_iou"] >= 0.9
     # the first 300 held-out scenes, as the dataset stores them (WebP images, PNG masks)
-    scenes = [_encode((synthetic["seed"], "test", i, synthetic["resolution"])) for i in range(300)]
+    scenes = [_encode((synthetic["seed"], "test", i, synthetic["resolution"], "shapes")) for i in range(300)]
     images = torch.stack([to_tensor(Image.open(io.BytesIO(img)).convert("RGB")) for _, img, _ in scenes])
     masks = np.stack([np.asarray(Image.open(io.BytesIO(mask))) > 127 for _, _, mask in scenes])
     iou = iou_per_image(predict(model, images)[:, 0].numpy() > 0.5, masks)[0].mean()
