@@ -34,7 +34,7 @@ class TrainingFID:
     def __init__(self, cfg, out, images_seen, rank, device):
         log = cfg["log"]
         self.interval = log.get("fid_kimg", 0) * 1000 if rank == 0 else 0
-        self.out, self.writer = out, None
+        self.out = out
         if not self.interval:
             return
         self.name = log.get("fid_features", "reference")
