@@ -29,7 +29,7 @@ from .evaluation.baselines import METHODS
 from .evaluation.cli import baselines, benchmarks, evaluate, fid, gt_mask_options, score_generated
 from .evaluation.evaluate import open_source
 from .evaluation.sources import SourceSubset
-from .data.dataset import ImageDataset, dataset_from_config
+from .data.dataset import ImageDataset, centre_crops
 from .generate import named_images, parse_seeds, save_samples
 from .networks.encoder import ENCODER_BACKBONES
 from .labels4free.cli import labels4free
@@ -234,7 +234,7 @@ def distill(ckpt, directions, lighter, darker, mode, anchors, anchor_noise, out,
             if not self_train_images and cfg is None:
                 raise BadValue("no training data known for these pairs: give --self-train-images")
             data = ImageDataset(self_train_images, resolution, crop="center") if self_train_images else \
-                dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, resolution)
+                centre_crops(cfg["data"], resolution)
             unlabelled = load_images(data, self_train_num)
     unet_size = {**UNET_PRESETS[unet], **{k: v for k, v in (("width", width), ("depth", depth)) if v}}
     settings = dict(ckpt=ckpt, directions=directions, lighter=lighter, darker=darker, brightness=mode, anchors=anchors,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from layered_gan.config import load_config
-from layered_gan.data.dataset import dataset_from_config
+from layered_gan.data.dataset import centre_crops
 from layered_gan.evaluation.fid import ENV, FIDScorer, load_inception
 from layered_gan.training.loop import train
 from layered_gan.training.metrics import FILENAME, read_metrics
@@ -43,7 +43,7 @@ def test_fid_is_scored_at_the_start_every_interval_and_the_end_without_changing_
     assert {e["features"] for e in entries} == {"inception"} and {e["num"] for e in entries} == {16}
     # the last figure is the final EMA generator's FID against the training data, recomputed independently
     cfg = tiny_cfg()
-    data = dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, 16)
+    data = centre_crops(cfg["data"], 16)
     again = FIDScorer(load_inception(inception), data, 16, progress=False)(G)
     assert entries[-1]["fid"] == pytest.approx(again["fid"], rel=1e-9) and entries[-1]["kid"] == pytest.approx(
         again["kid"], rel=1e-9, abs=1e-12)

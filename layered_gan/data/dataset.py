@@ -166,6 +166,11 @@ def dataset_from_config(data, resolution):
                         hflip=data.get("hflip", False), max_images=data.get("max_images"))
 
 
+def centre_crops(data, resolution):
+    """The images of a config's `data` section as centre crops without flips: what a metric or a labeller reads."""
+    return dataset_from_config({**data, "crop": "center", "hflip": False}, resolution)
+
+
 class ResumableSampler(torch.utils.data.Sampler):
     """Endless (index, seed) stream, a pure function of (seed, position): shuffled epochs, sharded by rank.
 

@@ -7,7 +7,7 @@ import click
 import torch
 
 from ..command import command, device_option
-from ..data.dataset import ImageDataset, dataset_from_config
+from ..data.dataset import ImageDataset, centre_crops
 from ..data.synthetic import build_synthetic, split_paths
 from ..runs import load_run
 from ..errors import BadValue, about
@@ -187,7 +187,7 @@ def fid(ckpt, real, num, inception, feature_net, batch, out, device):
     res = cfg["model"]["resolution"] if cfg else G.synthesis.resolution  # a port file: a plain generator
     with about("--real" if real else "the run's data.source"):
         data = ImageDataset(real, res, crop="center") if real else \
-            dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, res)
+            centre_crops(cfg["data"], res)
     scores = FIDScorer(features, data, num, batch, device)(G)
     figures = {"num": num, "real": real or "the run's training data", "ckpt": ckpt, "features": feature_net,
                **scores}

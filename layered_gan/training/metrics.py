@@ -12,7 +12,7 @@ import json
 import math
 import os
 
-from ..data.dataset import dataset_from_config
+from ..data.dataset import centre_crops
 from ..evaluation.fid import FIDScorer, run_features
 from ..files import atomic_write
 
@@ -41,7 +41,7 @@ class TrainingFID:
         features = run_features(cfg, self.name, device, where=f"{out} (log.fid_features = reference)",
                                 progress=False)
         res = cfg["model"]["resolution"]
-        data = dataset_from_config({**cfg["data"], "crop": "center", "hflip": False}, res)
+        data = centre_crops(cfg["data"], res)
         self.scorer = FIDScorer(features, data, log.get("fid_num", 2000), device=device, progress=False)
         self.entries = [e for e in read_metrics(out) if e["images_seen"] <= images_seen]
         done = {e["images_seen"] for e in self.entries}
