@@ -8,6 +8,15 @@ import torch
 from cuda_ops import setup_filter, upfirdn2d
 
 
+def output_and_grads(x, f, impl, case):
+    """upfirdn2d(x) with one implementation, the gradient of its squared norm, and that gradient's own (double
+    backward)."""
+    y = upfirdn2d(x, f, impl=impl, **case)
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    (ggx,) = torch.autograd.grad(gx.square().sum(), x)
+    return y, gx, ggx
+
+
 def direct_upfirdn2d(x, f, up, down, pad, flip_filter, gain):
     """The definition, one channel at a time: zero insertion, pad/crop, scipy 2-D convolution, striding."""
     upx, upy = up
@@ -123,13 +132,7 @@ def test_cuda_matches_reference(case, dtype, separable):
     x = torch.randn(3, 5, 17, 13, device="cuda", dtype=dtype, requires_grad=True)
     f = setup_filter([1, 3, 3, 1], separable=separable, device="cuda")
     tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else dict(rtol=1e-5, atol=1e-5)
-    outs = []
-    for impl in ("cuda", "ref"):
-        y = upfirdn2d(x, f, impl=impl, **case)
-        (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
-        (ggx,) = torch.autograd.grad(gx.square().sum(), x)
-        outs.append((y, gx, ggx))
-    for a, b in zip(*outs):
+    for a, b in zip(output_and_grads(x, f, "cuda", case), output_and_grads(x, f, "ref", case)):
         torch.testing.assert_close(a.float(), b.float(), **tol)
 
 
