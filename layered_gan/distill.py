@@ -39,7 +39,7 @@ from .evaluation.evaluate import open_source
 from .segmenter.filters import default_filters
 from .segmenter.model import build_segmenter, predict, save_segmenter
 from .segmenter.pairs import PairStream, generator_source
-from .segmenter.self_training import mixed_batches, pseudo_labels
+from .segmenter.self_training import mixed_batches, pseudo_labels, real_share
 from .segmenter.training import fit, repeat
 
 VAL_SEED = 1_000_003  # the held-out pair stream; training streams use the run seeds
@@ -185,7 +185,8 @@ def distill_seeds(out, seeds, source, filters, val, val_filters, real, resolutio
             earlier.append({"round": r - 1, "generated_val": figures.get("generated_val"),
                             "real": figures["real"]["summary"] if real is not None else None})
             labels = pseudo_labels(model, unlabelled)
-            generated, _ = seed_batches(seed + 1_000 * r, source, filters, s["batch"], pairs_dir, resolution)
+            generated, _ = seed_batches(seed + 1_000 * r, source, filters, s["batch"] - real_share(s["batch"]),
+                                        pairs_dir, resolution)
             model, figures = train(mixed_batches(generated, unlabelled, labels, s["batch"], seed + 1_000 * r))
             figures["pseudo_label_coverage"] = labels.mean().item()
         if earlier:

@@ -459,7 +459,7 @@ def test_mixed_batches_pair_each_real_image_with_its_own_label_flipped_alike():
 
     images = torch.rand(10, 3, 8, 8) * 2 - 1
     labels = (images[:, :1] > 0).float()  # a label that follows the image's content, so a mismatched flip shows
-    generated = iter([(torch.full((6, 3, 8, 8), 7.0), torch.full((6, 1, 8, 8), 0.25))] * 20)
+    generated = iter([(torch.full((3, 3, 8, 8), 7.0), torch.full((3, 1, 8, 8), 0.25))] * 20)
     flipped = 0
     for x, y in mixed_batches(generated, images, labels, batch=6, seed=0):
         assert x.shape == (6, 3, 8, 8) and y.shape == (6, 1, 8, 8)
@@ -469,6 +469,8 @@ def test_mixed_batches_pair_each_real_image_with_its_own_label_flipped_alike():
             match = [k for k in range(10) if torch.equal(images[k], xi)]
             flipped += not match and any(torch.equal(images[k].flip(-1), xi) for k in range(10))
     assert 5 < flipped < 55  # about half of the 60 real draws flipped
+    with pytest.raises(ValueError, match="expected 3"):  # a full-size generated batch would be half thrown away
+        next(mixed_batches(iter([(torch.zeros(6, 3, 8, 8), torch.zeros(6, 1, 8, 8))]), images, labels, 6, 0))
     model = build_segmenter(8, width=4, depth=1)
     out = pseudo_labels(model, images)
     assert torch.equal(out, (predict(model, images) > 0.5).float())
@@ -491,6 +493,9 @@ def test_distill_self_training_labels_the_training_images_and_keeps_round_zero(t
     labelled = []
     real_labels = distill_module.pseudo_labels
     monkeypatch.setattr(distill_module, "pseudo_labels", lambda m, x: labelled.append(x) or real_labels(m, x))
+    drawn, real_seed_batches = [], distill_module.seed_batches
+    monkeypatch.setattr(distill_module, "seed_batches", lambda seed, src, f, batch, *a: drawn.append(batch) or
+                        real_seed_batches(seed, src, f, batch, *a))
     out = tmp_path / "distill"
     result = CliRunner().invoke(distill_main, [
         "--ckpt", str(tmp_path / "run"), "--out", str(out), "--steps", "4", "--batch", "4", "--val-pairs", "8",
@@ -499,6 +504,7 @@ def test_distill_self_training_labels_the_training_images_and_keeps_round_zero(t
     assert result.exit_code == 0, result.output
     assert len(labelled) == 2 and labelled[0].shape == (4, 3, 16, 16)  # the first 4 training images, each round
     assert torch.equal(labelled[0], labelled[1])
+    assert drawn == [4, 2, 2]  # self-training rounds draw only the generated half of each batch
     summary = json.load(open(out / "summary.json"))
     rounds = summary["runs"]["0"]["earlier_rounds"]
     assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["real"]["images"] == 6

@@ -20,16 +20,22 @@ def pseudo_labels(model, images, threshold=0.5):
     return (predict(model, images) > threshold).float()
 
 
+def real_share(batch):
+    """How many of a self-training batch's `batch` pairs are labelled real images (half, rounded down)."""
+    return batch // 2
+
+
 def mixed_batches(generated, images, labels, batch, seed):
-    """Endless (image, mask) batches: the first half from `generated` batches, the rest drawn from the labelled
-    real images (with replacement, each flipped horizontally at random)."""
+    """Endless (image, mask) batches of `batch`: each batch of `generated` (batch - real_share(batch) pairs), then
+    real_share(batch) labelled real images drawn with replacement, each flipped horizontally at random."""
     gen = torch.Generator().manual_seed(seed)
-    real_count = batch // 2
+    real_count = real_share(batch)
     for x, y in generated:
+        if len(x) != batch - real_count:
+            raise ValueError(f"generated batches of {len(x)} pairs; expected {batch - real_count}")
         pick = torch.randint(len(images), (real_count,), generator=gen)
         flip = torch.rand(real_count, generator=gen) < 0.5
         xr, yr = images[pick], labels[pick]
         xr = torch.where(flip[:, None, None, None], xr.flip(-1), xr)
         yr = torch.where(flip[:, None, None, None], yr.flip(-1), yr)
-        keep = batch - real_count
-        yield torch.cat([x[:keep].cpu(), xr]), torch.cat([y[:keep].cpu(), yr])
+        yield torch.cat([x.cpu(), xr]), torch.cat([y.cpu(), yr])
