@@ -98,3 +98,34 @@ def test_end_to_end_run_writes_grids_checkpoint_without_features_and_resumes_exa
         assert torch.equal(ends[0][name], ends[1][name]), name
     run = load_run(str(tmp_path / "part"), expect="perturb", discriminator=True)
     assert isinstance(run.D, ProjectedDiscriminator) and not run.D.training
+
+
+def test_perturbgan_init_from_a_projected_stylegan2_run_carries_its_projected_d(tmp_path):
+    """model.init from a stylegan2 run trained with the projected D: the layers and the trained parts of D start
+    from it (as they do from a StyleGAN2-D run); a D of another kind or size is refused or starts fresh."""
+    from layered_gan.checkpoint import save_checkpoint
+    source = make_objective(tiny_cfg(tmp_path, "stylegan2"))
+    torch.manual_seed(1)
+    G0, D0 = source.build()
+    with torch.no_grad():
+        for p in D0.parameters():
+            p.add_(0.1)  # away from any fresh initialization
+    save_checkpoint({"config": source.cfg, "G_ema": G0.state_dict(), "D": D0.state_dict()}, str(tmp_path / "sg2.pt"))
+    cfg = tiny_cfg(tmp_path, "perturb")
+    cfg["model"].update(init=str(tmp_path / "sg2.pt"), resolution=16, channel_max=8, z_dim=16, w_dim=16)
+    obj = make_objective(cfg)
+    G, D = obj.build()
+    trained = {k for k, _ in D0.named_parameters() if not k.startswith("features.")}
+    assert trained and all(not torch.equal(D.state_dict()[k], D0.state_dict()[k]) for k in trained)
+    obj.initialize(G, D)
+    assert all(torch.equal(D.state_dict()[k], D0.state_dict()[k]) for k in trained)
+    assert torch.equal(G.bg.synthesis.to_rgb.weight, G0.synthesis.to_rgb.weight)
+    wider = make_objective({**cfg, "model": {**cfg["model"], "projected_resolution": 128}})
+    with pytest.raises(BadValue, match="projected_resolution"):
+        wider.initialize(*wider.build())
+    plain = make_objective({**cfg, "model": {**cfg["model"], "discriminator": "stylegan2"}, "loss": {
+        **cfg["loss"], "type": "logistic"}})
+    G, D = plain.build()
+    fresh = {k: v.clone() for k, v in D.state_dict().items()}
+    plain.initialize(G, D)  # a StyleGAN2 D against a projected run's: fresh
+    assert all(torch.equal(fresh[k], v) for k, v in D.state_dict().items())

@@ -10,6 +10,7 @@ shift_draw ("integer": uniform over -δ..δ; "rounded": round(U(-δ, δ)), the c
 
 import torch
 
+from ...errors import BadValue
 from ...losses import mask_binarization, mask_max_coverage_hinge, mask_size_hinge
 from ...networks.projected import ProjectedDiscriminator
 from ...perturbations import contrast_jitter, random_shift
@@ -36,15 +37,21 @@ class PerturbGAN(Objective):
         self.pcfg = cfg["perturb"]
 
     def initialize(self, G, D):
-        """With model.init, both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch);
-        a projected D starts fresh. Not part of build(): loading a finished run must not need it."""
+        """With model.init, both layers and D from a StyleGAN2 run (a head start; the paper starts from scratch).
+        D starts fresh when its kind differs from the run's (a projected D against a StyleGAN2 one, or back).
+        Not part of build(): loading a finished run must not need it."""
         m = self.cfg["model"]
         if m.get("init"):
             source_G, source_D = load_stylegan2(m["init"], discriminator=True, option="model.init")
             G.init_from(source_G, empty_background=m.get("init_empty_background", False))
-            if not isinstance(D, ProjectedDiscriminator):  # a projected D starts fresh
+            if isinstance(D, ProjectedDiscriminator) == isinstance(source_D, ProjectedDiscriminator):
+                own = D.state_dict()
+                wrong = [k for k, v in source_D.state_dict().items() if k in own and own[k].shape != v.shape]
+                if wrong:
+                    raise BadValue(f"model.init: the discriminator of {m['init']} does not fit this config's "
+                                   f"(shapes differ at {', '.join(wrong[:3])}); check model.projected_resolution")
                 # a port file's or NVIDIA pickle's D has only the full-resolution fromRGB: the others stay fresh
-                D.load_state_dict({**D.state_dict(), **source_D.state_dict()})
+                D.load_state_dict({**own, **source_D.state_dict()})
 
     def fake(self, G, batch, phase, rng, device):
         z, z2, inject = mixing_latents(G, batch, self.cfg["mixing_prob"], device, rng, phase.resolution)
