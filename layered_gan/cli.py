@@ -102,12 +102,19 @@ _ENC = encoding.Options()  # the defaults, kept in encoding.py's option groups
                    "papers did not use; 0: off).")
 @click.option("--reduction", default=_ENC.loss.reduction, show_default=True, type=click.Choice(["mean", "sum"]),
               help="Eq. 7's terms as per-element means, or sums: the paper's L1 and squared L2 norms.")
+@click.option("--size-weight", default=_ENC.loss.size_weight, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of PerturbGAN's mask size hinge on the encoded masks, max(0, eta - mean mask) (not in "
+                   "eq. 7; keeps the encoder from reconstructing through the background alone).")
+@click.option("--eta", default=_ENC.loss.eta, show_default=True, type=click.FloatRange(0, 1),
+              help="The size hinge's minimum mask coverage (the demo's generator trained with 0.15).")
 @click.option("--offsets/--absolute", default=_ENC.training.offsets, show_default=True,
               help="Predict W+ offsets around the average w, or the codes themselves (the paper).")
 @click.option("--width", default=_ENC.training.width, show_default=True, help="Encoder width (ResNet-18: 64).")
 @click.option("--backbone", default=_ENC.training.backbone, show_default=True,
               type=click.Choice(ENCODER_BACKBONES), help="resnet18: from scratch (the paper); efficientnet: the ImageNet "
               "EfficientNet-Lite0, fine-tuned (supervision the paper did not use).")
+@click.option("--backbone-lr", default=_ENC.training.backbone_lr, show_default=True, type=click.FloatRange(min=0),
+              help="With --backbone efficientnet: the pretrained layers' lr as a multiple of --lr (the head: --lr).")
 @click.option("--amortized", is_flag=True, help="One encoder on all images (saved as OUT/encoder.pt), then apply it.")
 @click.option("--encoder", "encoder_path", default=None, help="Apply a saved encoder.pt without training.")
 @click.option("--refine-steps", default=_ENC.refinement.steps, show_default=True,
@@ -132,6 +139,8 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
         raise click.UsageError("give --images (and optionally --gt) or --synthetic-test N")
     if amortized and encoder_path:
         raise click.UsageError("--amortized trains an encoder, --encoder applies one: give one of them")
+    if options["backbone_lr"] != 1.0 and options["backbone"] != "efficientnet":
+        raise click.UsageError("--backbone-lr scales a pretrained backbone's lr: it goes with --backbone efficientnet")
     settings = encoding.Options(option_group(encoding.Training, options), option_group(encoding.Loss, options),
                                 option_group(encoding.Refinement, options, "refine_"),
                                 option_group(encoding.Output, options))

@@ -59,6 +59,7 @@ class Training:
     offsets: bool = True
     seed: int = 0
     backbone: str = "resnet18"  # or "efficientnet": ImageNet weights, fine-tuned (not the paper's)
+    backbone_lr: float = 1.0  # the pretrained backbone's lr as a multiple of lr (efficientnet only)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Loss:
     feature_size: int = 8
     perceptual_weight: float = 0.0  # an ImageNet-feature term (not the paper's; ReconstructionLoss)
     reduction: str = "mean"
+    size_weight: float = 0.0  # PerturbGAN's mask size hinge on the encoded masks (not in eq. 7)
+    eta: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,12 @@ class Options:
 
     def settings(self):
         """What an output folder records (and a rerun must match): every setting but the report's."""
-        loss = {k: v for k, v in asdict(self.loss).items() if k != "perceptual_weight" or v}  # older outs resume
-        training = {k: v for k, v in asdict(self.training).items() if k != "backbone" or v != "resnet18"}
+        # settings added later are recorded only when they differ from their defaults, so that older outputs resume
+        later = {"perceptual_weight": 0.0, "size_weight": 0.0, "backbone": "resnet18", "backbone_lr": 1.0}
+        def recorded(k, v):
+            return (k != "eta" or self.loss.size_weight) and (k not in later or later[k] != v)
+        loss = {k: v for k, v in asdict(self.loss).items() if recorded(k, v)}
+        training = {k: v for k, v in asdict(self.training).items() if recorded(k, v)}
         return {**training, **loss,
                 **{f"refine_{k}": v for k, v in asdict(self.refinement).items()},
                 "org_to_crop": self.output.org_to_crop, "threshold": self.output.threshold}
@@ -122,10 +129,12 @@ class ReconstructionLoss:
 
     perceptual_weight > 0 adds an LPIPS-like term (Zhang et al. 2018, unweighted): the mean squared difference of
     the channel-normalized feature maps of the frozen ImageNet EfficientNet-Lite0's four stages, summed over the
-    stages; ImageNet supervision the papers did not use (off by default)."""
+    stages; ImageNet supervision the papers did not use (off by default).
+    size_weight > 0 adds PerturbGAN's mask size hinge max(0, eta - mean(m)) of the encoded mask (eq. 4 applied to
+    the encoding, not in eq. 7): eq. 7 scores only the composite, which the background layer alone can match."""
 
     def __init__(self, synthesis, D=None, l1_weight=1.0, feature_weight=1.0, feature_size=8, perceptual_weight=0.0,
-                 reduction="mean"):
+                 reduction="mean", size_weight=0.0, eta=0.15):
         if feature_weight and D is None:
             raise ValueError("feature_weight > 0 needs the discriminator")
         if reduction not in ("mean", "sum"):
@@ -134,6 +143,7 @@ class ReconstructionLoss:
         self.l1_weight, self.feature_weight, self.feature_size = l1_weight, feature_weight, feature_size
         self.reduce = torch.mean if reduction == "mean" else torch.sum
         self.perceptual_weight, self.imagenet = perceptual_weight, None
+        self.size_weight, self.eta = size_weight, eta
         if perceptual_weight:
             self.imagenet = pretrained_efficientnet_lite0().to(next(synthesis.parameters()).device)
 
@@ -148,7 +158,8 @@ class ReconstructionLoss:
         return self.D(images, return_features=True)[1][self.feature_size]
 
     def __call__(self, ws, target):
-        image = self.synthesis(ws, zero_noise(self.synthesis, len(ws), ws.device))
+        layers = self.synthesis.layers(ws, zero_noise(self.synthesis, len(ws), ws.device))
+        image = composite(*layers)
         loss = self.l1_weight * self.reduce((image - target).abs(), (1, 2, 3))
         if self.feature_weight:
             with torch.no_grad():
@@ -156,12 +167,18 @@ class ReconstructionLoss:
             loss = loss + self.feature_weight * self.reduce((self.features(image) - wanted).pow(2), (1, 2, 3))
         if self.perceptual_weight:
             loss = loss + self.perceptual_weight * self.perceptual(image, target)
+        if self.size_weight:
+            loss = loss + self.size_weight * F.relu(self.eta - layers.mask.flatten(1).mean(1))
         return loss
 
 
-def train_encoder(encoder, loss, sample, steps=1000, lr=1e-4, betas=(0.9, 0.999), bar=None):
-    """Adam on the encoder (the paper's schedule), one minibatch `sample()` per step; returns the loss curve."""
-    opt = torch.optim.Adam(encoder.parameters(), lr=lr, betas=betas)
+def train_encoder(encoder, loss, sample, steps=1000, lr=1e-4, betas=(0.9, 0.999), bar=None, backbone_lr=1.0):
+    """Adam on the encoder (the paper's schedule), one minibatch `sample()` per step; returns the loss curve.
+    backbone_lr: the lr multiple of a pretrained backbone's parameters (the head and a from-scratch one: 1)."""
+    pretrained = list(encoder.pretrained_parameters())
+    others = [p for p in encoder.parameters() if all(p is not q for q in pretrained)]
+    groups = [{"params": others}] + ([{"params": pretrained, "lr": lr * backbone_lr}] if pretrained else [])
+    opt = torch.optim.Adam(groups, lr=lr, betas=betas)
     encoder.train()
     curve = []
     for step in range(steps):
@@ -276,7 +293,7 @@ def process_chunk(index, names, source, view, loss, out, options, encoder=None, 
             gen = torch.Generator().manual_seed(t.seed * 1_000_003 + index)
             record["curve"] = train_encoder(
                 encoder, loss, lambda: targets[torch.randint(len(targets), (t.batch,), generator=gen)],
-                t.steps, t.lr, bar=bar)[::10]
+                t.steps, t.lr, bar=bar, backbone_lr=t.backbone_lr)[::10]
         ws = encode(encoder, targets, options.training.batch)
         refine = options.refinement
         if refine.steps:
@@ -370,7 +387,8 @@ def amortized_encoder(path, loss, source, names, view, training, device, bar=Non
         drawn, _ = read_images(source, set(picked))
         return torch.stack([view.image(drawn[n]) for n in picked if n in drawn]).to(device)
 
-    curve = train_encoder(encoder, loss, sample, training.steps, training.lr, bar=bar)
+    curve = train_encoder(encoder, loss, sample, training.steps, training.lr, bar=bar,
+                          backbone_lr=training.backbone_lr)
     save_checkpoint({"encoder": encoder.state_dict(), "hparams": encoder.hparams(), "curve": curve[::10]}, path)
     return encoder
 

@@ -320,3 +320,37 @@ def test_imagenet_backbone_starts_from_the_packages_weights_and_is_fine_tuned(ru
     saved = encoding.load_encoder(str(out / "encoder.pt"), synthesis)
     assert saved.hparams()["backbone"] == "efficientnet" and not hasattr(saved, "stem")
     assert json.load(open(out / "settings.json"))["backbone"] == "efficientnet"
+
+
+def test_backbone_lr_scales_only_the_pretrained_layers_steps(run_dir):
+    """--backbone-lr: Adam moves each weight by about its lr per step, so the ImageNet layers move 10x less at a
+    multiple of 0.1 (two steps: the zero head passes no gradient to them in the first); 0 freezes them."""
+    synthesis, D, _ = load_layered_run(run_dir)
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    loss = ReconstructionLoss(synthesis, D, feature_weight=0.5)
+    steps = {}
+    for multiple in (1.0, 0.1, 0.0):
+        torch.manual_seed(0)
+        encoder = build_encoder(synthesis, backbone="efficientnet")
+        before = encoder.imagenet._conv_stem.weight.detach().clone()
+        train_encoder(encoder, loss, lambda: x, steps=2, lr=1e-3, backbone_lr=multiple)
+        steps[multiple] = (encoder.imagenet._conv_stem.weight - before).abs().max().item()
+    assert steps[0.0] == 0 and 0.05 < steps[0.1] / steps[1.0] < 0.2
+    assert list(build_encoder(synthesis, width=4).pretrained_parameters()) == []
+    out = CliRunner().invoke(main, ["--ckpt", run_dir, "--synthetic-test", "2", "--out", "o", "--backbone-lr", "0.1"])
+    assert out.exit_code == 2 and "--backbone efficientnet" in out.output
+
+
+@torch.no_grad()
+def test_size_weight_adds_the_mask_size_hinge_of_the_encoded_masks(run_dir):
+    synthesis, D, _ = load_layered_run(run_dir)
+    ws, x = synthesis.w_avg + torch.randn(3, synthesis.n_latent, 8), torch.rand(3, 3, 16, 16) * 2 - 1
+    mask = synthesis.layers(ws, zero_noise(synthesis, 3, "cpu")).mask.flatten(1).mean(1)
+    eta = mask.max().item() + 0.1  # every mask below it: the hinge is active on each image
+    plain = ReconstructionLoss(synthesis, D)(ws, x)
+    hinged = ReconstructionLoss(synthesis, D, size_weight=2.0, eta=eta)(ws, x)
+    torch.testing.assert_close(hinged, plain + 2.0 * (eta - mask))
+    torch.testing.assert_close(ReconstructionLoss(synthesis, D, size_weight=2.0, eta=0.0)(ws, x), plain)
+    assert "eta" not in encoding.Options().settings() and "size_weight" not in encoding.Options().settings()
+    recorded = encoding.Options(loss=encoding.Loss(size_weight=1.0)).settings()
+    assert recorded["size_weight"] == 1.0 and recorded["eta"] == 0.15

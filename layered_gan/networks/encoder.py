@@ -143,6 +143,10 @@ class Encoder(nn.Module):
             raise ValueError(f"encoder input must be {self.resolution}x{self.resolution}, got {list(x.shape)}")
         return self.fc(self.features(x).flatten(1)).view(-1, self.n_styles, self.w_dim) + self.w_avg
 
+    def pretrained_parameters(self):
+        """The ImageNet backbone's parameters (none for the from-scratch ResNet)."""
+        return self.imagenet.parameters() if self.backbone == "efficientnet" else iter(())
+
     def hparams(self):
         """What `Encoder(**hparams)` needs besides the weights (w_avg is a buffer in the state dict)."""
         return {"resolution": self.resolution, "n_styles": self.n_styles, "w_dim": self.w_dim, "width": self.width,
