@@ -159,7 +159,7 @@ class ReconstructionLoss:
 
     def __call__(self, ws, target):
         layers = self.synthesis.layers(ws, zero_noise(self.synthesis, len(ws), ws.device))
-        image = composite(*layers)
+        image = composite(layers.background, layers.foreground, layers.mask)
         loss = self.l1_weight * self.reduce((image - target).abs(), (1, 2, 3))
         if self.feature_weight:
             with torch.no_grad():

@@ -121,7 +121,7 @@ def test_perturbgan_init_from_a_projected_stylegan2_run_carries_its_projected_d(
     assert all(torch.equal(D.state_dict()[k], D0.state_dict()[k]) for k in trained)
     assert torch.equal(G.bg.synthesis.to_rgb.weight, G0.synthesis.to_rgb.weight)
     wider = make_objective({**cfg, "model": {**cfg["model"], "projected_resolution": 128}})
-    with pytest.raises(BadValue, match="projected_resolution"):
+    with pytest.raises(BadValue, match="model.projected_resolution"):
         wider.initialize(*wider.build())
     plain = make_objective({**cfg, "model": {**cfg["model"], "discriminator": "stylegan2"}, "loss": {
         **cfg["loss"], "type": "logistic"}})

@@ -49,7 +49,8 @@ class PerturbGAN(Objective):
                 wrong = [k for k, v in source_D.state_dict().items() if k in own and own[k].shape != v.shape]
                 if wrong:
                     raise BadValue(f"model.init: the discriminator of {m['init']} does not fit this config's "
-                                   f"(shapes differ at {', '.join(wrong[:3])}); check model.projected_resolution")
+                                   f"(shapes differ at {', '.join(wrong[:3])}): it needs the same widths and "
+                                   "model.projected_resolution")
                 # a port file's or NVIDIA pickle's D has only the full-resolution fromRGB: the others stay fresh
                 D.load_state_dict({**own, **source_D.state_dict()})
 
