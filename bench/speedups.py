@@ -5,8 +5,9 @@ in configs/ as it stands. A variant joins with '+' a formulation (model.formulat
 fused, which fuses each synthesis layer's elementwise tail) and optionally
 - channels_last: networks and real images in channels-last memory format (model.channels_last);
 - compile: torch.compile (inductor) on the mapping and synthesis networks and on D's forward. Double
-  backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same parameters).
-E.g. fast, fused+channels_last, fast+compile.
+  backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same parameters);
+- native_conv: oneDNN off (torch.backends.mkldnn) during this variant's iterations: PyTorch's own convolution.
+E.g. fast, fused+channels_last, fast+compile, fused+channels_last+native_conv.
 """
 
 import time
@@ -18,7 +19,7 @@ from layered_gan.networks.stylegan2 import MappingNetwork, SynthesisNetwork
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
-FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile")
+FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile", "native_conv")
 
 
 class DemoIteration:
@@ -47,6 +48,7 @@ class DemoIteration:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=scfg["lr"], betas=tuple(self.cfg["betas"]))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=scfg["lr"], betas=tuple(self.cfg["betas"]))
         self.rng = torch.Generator().manual_seed(seed)
+        self.mkldnn = "native_conv" not in options
         self.step = 0
 
     def r1_step(self):
@@ -55,6 +57,10 @@ class DemoIteration:
 
     def __call__(self):
         """One iteration in the training loop's order; returns its wall time in seconds."""
+        with torch.backends.mkldnn.flags(enabled=self.mkldnn):
+            return self._iteration()
+
+    def _iteration(self):
         start = time.perf_counter()
         D = self.D if self.r1_step() else self.D_fast
         d_loss, _ = self.objective.d_loss(self.G, D, self.real, self.phase, self.rng, self.step)
