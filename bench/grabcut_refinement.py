@@ -16,35 +16,29 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from layered_gan.distill import pair_source  # noqa: E402
-from layered_gan.evaluation.baselines import _cv2, grabcut_mask  # noqa: E402
+from layered_gan.evaluation.baselines import _cv2, grabcut, grabcut_mask  # noqa: E402
+from layered_gan.evaluation.metrics import iou_per_image  # noqa: E402
 from layered_gan.images import to_uint8  # noqa: E402
 from layered_gan.segmenter.filters import default_filters  # noqa: E402
 from layered_gan.segmenter.model import load_segmenter, predict  # noqa: E402
 from layered_gan.segmenter.pairs import fixed_pairs  # noqa: E402
 
 
-def refine(image, prob, sure=None, band=None, iterations=5):
+def refine(image, prob, sure=None, band=None):
     """GrabCut [H, W] bool from probabilities `prob` [H, W]: p > 0.5 probable foreground, else probable
-    background; p > sure / p < 1 - sure definite; pixels over `band` px from the mask definite background."""
+    background; p > sure / p < 1 - sure definite (sure > 0.5); pixels over `band` px from the mask definite
+    background. Neither moves a pixel across 0.5, so the start's foreground is p > 0.5."""
     cv2 = _cv2()
-    label = np.where(prob > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    mask = prob > 0.5
+    if mask.all() or not mask.any():
+        return mask  # GrabCut needs both kinds of pixel
+    label = np.where(mask, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     if sure is not None:
         label[prob > sure], label[prob < 1 - sure] = cv2.GC_FGD, cv2.GC_BGD
     if band is not None:
-        near = cv2.dilate((prob > 0.5).astype(np.uint8), np.ones((2 * band + 1, 2 * band + 1), np.uint8))
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((2 * band + 1, 2 * band + 1), np.uint8))
         label[near == 0] = cv2.GC_BGD
-    foreground = (label == cv2.GC_FGD) | (label == cv2.GC_PR_FGD)
-    if foreground.all() or not foreground.any():
-        return prob > 0.5  # GrabCut needs both kinds of pixel
-    cv2.setRNGSeed(0)
-    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), label, None, np.zeros((1, 65)), np.zeros((1, 65)),
-                iterations, cv2.GC_INIT_WITH_MASK)
-    return (label == cv2.GC_FGD) | (label == cv2.GC_PR_FGD)
-
-
-def iou(a, b):
-    union = (a | b).sum()
-    return 1.0 if union == 0 else (a & b).sum() / union
+    return grabcut(image, label)
 
 
 @click.command()
@@ -71,7 +65,8 @@ def main(segmenter, ckpt, num, threshold, placement, seed):
         "all probable, definite background 4 px from the mask": lambda i: refine(images[i], prob[i], band=4),
     }
     for name, mask in variants.items():
-        print(f"{name:55s} fg IoU {np.mean([iou(mask(i), truth[i]) for i in range(len(truth))]):.4f}")
+        fg_iou, _ = iou_per_image(np.stack([mask(i) for i in range(len(truth))]), truth)
+        print(f"{name:55s} fg IoU {fg_iou.mean():.4f}")
 
 
 if __name__ == "__main__":

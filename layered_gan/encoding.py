@@ -35,6 +35,7 @@ from .errors import BadValue, PathExists, UserError
 from .files import save_png, write_json
 from .evaluation.sources import FileSource, MaskFunction, SourceSubset
 from .images import to_uint8
+from .losses import mask_size_shortfall
 from .networks.efficientnet import pretrained_efficientnet_lite0
 from .networks.encoder import Encoder, LayeredSynthesis, build_encoder
 from .projection import project, zero_noise
@@ -168,7 +169,7 @@ class ReconstructionLoss:
         if self.perceptual_weight:
             loss = loss + self.perceptual_weight * self.perceptual(image, target)
         if self.size_weight:
-            loss = loss + self.size_weight * F.relu(self.eta - layers.mask.flatten(1).mean(1))
+            loss = loss + self.size_weight * mask_size_shortfall(layers.mask, self.eta)
         return loss
 
 
@@ -176,7 +177,8 @@ def train_encoder(encoder, loss, sample, steps=1000, lr=1e-4, betas=(0.9, 0.999)
     """Adam on the encoder (the paper's schedule), one minibatch `sample()` per step; returns the loss curve.
     backbone_lr: the lr multiple of a pretrained backbone's parameters (the head and a from-scratch one: 1)."""
     pretrained = list(encoder.pretrained_parameters())
-    others = [p for p in encoder.parameters() if all(p is not q for q in pretrained)]
+    pretrained_ids = {id(p) for p in pretrained}
+    others = [p for p in encoder.parameters() if id(p) not in pretrained_ids]
     groups = [{"params": others}] + ([{"params": pretrained, "lr": lr * backbone_lr}] if pretrained else [])
     opt = torch.optim.Adam(groups, lr=lr, betas=betas)
     encoder.train()

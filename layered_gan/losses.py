@@ -43,9 +43,14 @@ def wgan_g_loss(fake_scores):
     return -fake_scores.mean()
 
 
+def mask_size_shortfall(mask, eta):
+    """max(0, eta - mean(m)) per sample [B]: how far each mask's coverage falls short of eta."""
+    return F.relu(eta - mask.flatten(1).mean(1))
+
+
 def mask_size_hinge(mask, eta):
-    """PerturbGAN mask size term: max(0, eta - mean(m)) per sample, then averaged."""
-    return F.relu(eta - mask.flatten(1).mean(1)).mean()
+    """PerturbGAN mask size term: mask_size_shortfall averaged over the batch."""
+    return mask_size_shortfall(mask, eta).mean()
 
 
 def mask_binarization(mask):

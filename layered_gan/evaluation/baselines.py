@@ -55,17 +55,21 @@ def _cv2():
     return cv2
 
 
-def grabcut_mask(image, margin=4, iterations=5, seed=0):
-    """GrabCut (uint8 [H, W, 3]) from the rectangle `margin` pixels inside the border; definite and probable
-    foreground count as foreground."""
+def grabcut(image, label, rect=None, iterations=5, seed=0):
+    """GrabCut on uint8 [H, W, 3] RGB, started from `rect` (x, y, w, h) when given, else from `label` [H, W] (OpenCV's
+    GC_* codes; updated in place); definite and probable foreground count as foreground."""
     cv2 = _cv2()
+    cv2.setRNGSeed(seed)
+    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), label, rect, np.zeros((1, 65), np.float64),
+                np.zeros((1, 65), np.float64), iterations, cv2.GC_INIT_WITH_RECT if rect else cv2.GC_INIT_WITH_MASK)
+    return (label == cv2.GC_FGD) | (label == cv2.GC_PR_FGD)
+
+
+def grabcut_mask(image, margin=4, iterations=5, seed=0):
+    """GrabCut (uint8 [H, W, 3]) from the rectangle `margin` pixels inside the border."""
     h, w, _ = image.shape
     m = min(margin, (min(h, w) - 2) // 2)
-    mask = np.zeros((h, w), np.uint8)
-    cv2.setRNGSeed(seed)
-    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), mask, (m, m, w - 2 * m, h - 2 * m),
-                np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64), iterations, cv2.GC_INIT_WITH_RECT)
-    return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    return grabcut(image, np.zeros((h, w), np.uint8), (m, m, w - 2 * m, h - 2 * m), iterations, seed)
 
 
 def baseline(method, coverage=0.25, margin=4):
