@@ -93,15 +93,20 @@ def _upfirdn2d_ref(x, f, upx, upy, downx, downy, pad, flip_filter, gain):
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
         x = x.reshape(n, c, h * upy, w * upx)
-    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    # Zero padding that is the same on both sides of an axis is left to the convolutions: the same sums without
+    # a padded copy (bench/RESULTS.md, issue 21). The rest is padded here; negative padding crops.
+    cx = x0 if x0 == x1 and x0 > 0 else 0
+    cy = y0 if y0 == y1 and y0 > 0 else 0
+    if max(x0 - cx, x1 - cx, y0 - cy, y1 - cy) > 0:
+        x = F.pad(x, [max(x0 - cx, 0), max(x1 - cx, 0), max(y0 - cy, 0), max(y1 - cy, 0)])
     x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
     f = (f * gain ** (f.ndim / 2)).to(x.dtype)
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), stride=(downy, downx), groups=c)
-    x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), stride=(1, downx), groups=c)
-    return F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), stride=(downy, 1), groups=c)
+        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), stride=(downy, downx), padding=(cy, cx), groups=c)
+    x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), stride=(1, downx), padding=(0, cx), groups=c)
+    return F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), stride=(downy, 1), padding=(cy, 0), groups=c)
 
 
 class _Upfirdn2dCuda(torch.autograd.Function):

@@ -46,7 +46,8 @@ FILTERS = {
     "random3x5": RNG.normal(size=(3, 5)),
     "identity1x1": np.ones((1, 1)),
 }
-PADDINGS = [(0, 0, 0, 0), (1, 1, 1, 1), (2, 1, 2, 1), (1, 2, 0, 3), (-1, 2, 1, -2)]
+# Symmetric padding runs inside the reference's convolutions, the rest as an explicit pad or crop: every mix.
+PADDINGS = [(0, 0, 0, 0), (1, 1, 1, 1), (2, 1, 2, 1), (1, 2, 0, 3), (-1, 2, 1, -2), (2, 2, 1, 3), (-1, -1, 2, 2)]
 UPS = [1, 2, 3, (2, 1)]
 DOWNS = [1, 2, 3, (1, 2)]
 
@@ -106,6 +107,7 @@ def test_bad_arguments_are_named():
 GRAD_CASES = [
     dict(up=2, padding=(2, 1, 2, 1), gain=4),
     dict(down=2, padding=1),
+    dict(down=(1, 2), padding=(2, 2, 0, 1)),
     dict(up=3, down=2, padding=(1, 0, 2, -1), flip_filter=True),
 ]
 

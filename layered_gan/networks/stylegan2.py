@@ -202,7 +202,7 @@ class DiscriminatorBlock(nn.Module):
 
     def __init__(self, in_channels, out_channels, resample_filter, formulation, conv_clamp=None):
         super().__init__()
-        self.conv0 = ConvLayer(in_channels, in_channels, 3, conv_clamp=conv_clamp)
+        self.conv0 = ConvLayer(in_channels, in_channels, 3, formulation=formulation, conv_clamp=conv_clamp)
         self.conv1 = ConvLayer(in_channels, out_channels, 3, down=2, resample_filter=resample_filter,
                                formulation=formulation, conv_clamp=conv_clamp)
         self.skip = ConvLayer(in_channels, out_channels, 1, down=2, bias=False, activate=False,
@@ -228,13 +228,14 @@ class Discriminator(nn.Module):
         self.mbstd_group, self.mbstd_features = mbstd_group, mbstd_features
         self.conv_clamp = conv_clamp
         rgb_resolutions = [2 ** r for r in range(3, log2 + 1)] if progressive else [resolution]
-        self.from_rgb = nn.ModuleDict({str(r): ConvLayer(img_channels, channels[r], 1, conv_clamp=conv_clamp)
-                                       for r in rgb_resolutions})
+        self.from_rgb = nn.ModuleDict({str(r): ConvLayer(img_channels, channels[r], 1, formulation=formulation,
+                                                         conv_clamp=conv_clamp) for r in rgb_resolutions})
         # blocks[str(r)] takes r x r features to r/2 x r/2.
         self.blocks = nn.ModuleDict({str(2 ** r): DiscriminatorBlock(channels[2 ** r], channels[2 ** (r - 1)],
                                                                      resample_filter, formulation, conv_clamp)
                                      for r in range(log2, 2, -1)})
-        self.final_conv = ConvLayer(channels[4] + mbstd_features, channels[4], 3, conv_clamp=conv_clamp)
+        self.final_conv = ConvLayer(channels[4] + mbstd_features, channels[4], 3, formulation=formulation,
+                                    conv_clamp=conv_clamp)
         self.final_fc = EqualLinear(channels[4] * 16, channels[4], activation="lrelu")
         self.out = EqualLinear(channels[4], 1)
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
