@@ -6,8 +6,9 @@ fused, which fuses each synthesis layer's elementwise tail) and optionally
 - channels_last: networks and real images in channels-last memory format (model.channels_last);
 - compile: torch.compile (inductor) on the mapping and synthesis networks and on D's forward. Double
   backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same parameters);
+- fused_adam: torch's fused Adam (config fused_adam);
 - native_conv: oneDNN off (torch.backends.mkldnn) during this variant's iterations: PyTorch's own convolution.
-E.g. fast, fused+channels_last, fast+compile, fused+channels_last+native_conv.
+E.g. fast, fused+channels_last+fused_adam, fast+compile, fused+channels_last+native_conv.
 """
 
 import time
@@ -16,10 +17,11 @@ import torch
 
 from layered_gan.config import load_config
 from layered_gan.networks.stylegan2 import MappingNetwork, SynthesisNetwork
+from layered_gan.training.loop import adam
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
-FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile", "native_conv")
+FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile", "fused_adam", "native_conv")
 
 
 class DemoIteration:
@@ -29,7 +31,8 @@ class DemoIteration:
         formulation, *options = variant.split("+")
         if formulation not in FORMULATIONS or not set(options) <= set(OPTIONS):
             raise ValueError(f"bad variant {variant!r}: one of {FORMULATIONS}, then '+' any of {OPTIONS}")
-        self.cfg = load_config(config, [f"model.formulation={formulation}"])
+        self.cfg = load_config(config, [f"model.formulation={formulation}",
+                                        f"fused_adam={str('fused_adam' in options).lower()}"])
         res, scfg = self.cfg["model"]["resolution"], self.cfg["schedule"]
         self.objective = make_objective(self.cfg)
         torch.manual_seed(seed)
@@ -45,8 +48,9 @@ class DemoIteration:
                 if isinstance(module, (MappingNetwork, SynthesisNetwork)):
                     module.compile()
             self.D_fast = torch.compile(self.D)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=scfg["lr"], betas=tuple(self.cfg["betas"]))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=scfg["lr"], betas=tuple(self.cfg["betas"]))
+        self.opt_g, self.opt_d = adam(self.cfg, self.G), adam(self.cfg, self.D)
+        for opt in (self.opt_g, self.opt_d):
+            opt.param_groups[0]["lr"] = self.phase.lr
         self.rng = torch.Generator().manual_seed(seed)
         self.mkldnn = "native_conv" not in options
         self.step = 0

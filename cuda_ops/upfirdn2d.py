@@ -103,10 +103,10 @@ def _upfirdn2d_ref(x, f, upx, upy, downx, downy, pad, flip_filter, gain):
     f = (f * gain ** (f.ndim / 2)).to(x.dtype)
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(list(range(f.ndim)))
-    if f.ndim == 2:
-        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), stride=(downy, downx), padding=(cy, cx), groups=c)
-    x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), stride=(1, downx), padding=(0, cx), groups=c)
-    return F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), stride=(downy, 1), padding=(cy, 0), groups=c)
+    if f.ndim == 2:  # one depthwise convolution; the filter is expanded to every channel, not copied
+        return F.conv2d(x, f.expand(c, 1, *f.shape), stride=(downy, downx), padding=(cy, cx), groups=c)
+    x = F.conv2d(x, f.expand(c, 1, 1, f.shape[0]), stride=(1, downx), padding=(0, cx), groups=c)
+    return F.conv2d(x, f[:, None].expand(c, 1, f.shape[0], 1), stride=(downy, 1), padding=(cy, 0), groups=c)
 
 
 class _Upfirdn2dCuda(torch.autograd.Function):

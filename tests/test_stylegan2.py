@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from cuda_ops import upfirdn2d
+from cuda_ops import setup_filter, upfirdn2d
 from layered_gan.losses import r1_penalty
 from layered_gan.networks import Discriminator, Generator, channel_widths
-from layered_gan.networks.layers import modulated_conv2d
+from layered_gan.networks.layers import conv2d_resample, modulated_conv2d
 
 SMALL = dict(channel_base=256, channel_max=16)
 
@@ -58,19 +58,35 @@ def test_demodulation_gives_unit_variance_outputs(formulation):
     assert y.std() > 5  # without demodulation the scale of the weights and styles shows
 
 
-def test_fast_and_plain_formulations_agree():
-    G = with_noise_strength(small_g(32))
-    Gp = small_g(32, formulation="plain")
+@pytest.mark.parametrize("formulation", ["fast", "fused"])
+@pytest.mark.parametrize("conv_clamp", [None, 0.5])
+def test_formulations_agree_with_plain(formulation, conv_clamp):
+    """'fast' and 'fused' compute what 'plain' computes: images, scores and R1's gradients (a double backward
+    through fused's in-place activations and the bias inside its convolutions), in float64."""
+    G = with_noise_strength(small_g(32, formulation=formulation, conv_clamp=conv_clamp))
+    Gp = small_g(32, formulation="plain", conv_clamp=conv_clamp)
+    D = small_d(32, formulation=formulation, conv_clamp=conv_clamp)
+    Dp = small_d(32, formulation="plain", conv_clamp=conv_clamp)
+    with torch.no_grad():
+        for name, p in [*G.named_parameters(), *D.named_parameters()]:
+            if name.endswith("bias"):
+                p.normal_()  # zero at initialization: make the biases count
     Gp.load_state_dict(G.state_dict())
-    G, Gp = G.double(), Gp.double()
+    Dp.load_state_dict(D.state_dict())
+    G, Gp, D, Dp = G.double(), Gp.double(), D.double(), Dp.double()
     z = torch.randn(3, 16, dtype=torch.float64)
     noise = [n.double() for n in G.synthesis.make_noise(3)]
     img = G(z, noise=noise)
     torch.testing.assert_close(img, Gp(z, noise=noise), rtol=1e-9, atol=1e-9)
-    D = small_d(32).double()
-    Dp = small_d(32, formulation="plain").double()
-    Dp.load_state_dict(D.state_dict())
-    torch.testing.assert_close(D(img), Dp(img), rtol=1e-9, atol=1e-9)
+    grads = []
+    for net in (D, Dp):
+        x = img.detach().requires_grad_(True)
+        score = net(x)
+        penalty = r1_penalty(x, score)
+        grads.append([score, *torch.autograd.grad(penalty, list(net.parameters()), allow_unused=True,
+                                                   materialize_grads=True)])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
 def test_mixing_and_truncation_semantics():
@@ -157,3 +173,16 @@ def test_discriminator_fade_in():
     assert D(torch.randn(4, 3, 8, 8)).shape == (4, 1)
     with pytest.raises(ValueError, match="progressive=True"):
         small_d(32)(torch.randn(2, 3, 16, 16))
+
+
+def test_conv2d_resample_adds_a_bias_only_where_its_convolution_ends_it():
+    """The bias goes into the last convolution (fused ConvLayer); after up-sampling the FIR follows it: refused."""
+    x, w, b = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.randn(4)
+    f = setup_filter([1, 3, 3, 1])
+    for down in (1, 2):
+        expected = conv2d_resample(x, w, f, down=down) + b[:, None, None]
+        torch.testing.assert_close(conv2d_resample(x, w, f, down=down, bias=b), expected)
+    with pytest.raises(ValueError, match="bias"):
+        conv2d_resample(x, w.transpose(0, 1), f, up=2, bias=torch.randn(3))
+    with pytest.raises(ValueError, match="bias"):
+        conv2d_resample(x, w, f, down=2, bias=b, formulation="plain")

@@ -11,10 +11,12 @@ Three formulations of the same computation are available (`formulation=`):
 - 'plain': the straightforward one: per-sample modulated weights in a grouped
   convolution, up-sampling by zero insertion and FIR before the convolution,
   down-sampling by FIR and decimation after it.
-- 'fused': 'fast' with each synthesis layer's elementwise tail (demodulation,
-  noise, bias, leaky ReLU, gain) in three in-place passes off CUDA, where no
-  bias_act kernel fuses them (ModulatedConv._fused_forward): faster on the CPU
-  (bench/RESULTS.md, issue 21).
+- 'fused': 'fast' with each layer's elementwise tail fused off CUDA, where no
+  bias_act kernel does it: a synthesis layer's demodulation, noise, bias, leaky
+  ReLU and gain in three passes (ModulatedConv._fused_forward), a discriminator
+  layer's bias inside its convolution and its gain in the weights
+  (ConvLayer._fused_forward), and the 1x1 down-sampling skip convolution after
+  the FIR has decimated: faster on the CPU (bench/RESULTS.md, issue 21).
 All give the same result up to float rounding (tests check it); 'plain' is
 kept as the baseline the benchmark measures against.
 """
@@ -182,7 +184,7 @@ class ModulatedConv(nn.Module):
                             (dcoefs * gain)[:, :, None, None].to(x.dtype))
         out.add_(self._noise(x, noise) * (self.noise_strength * gain))
         out = F.leaky_relu_(out, alpha)
-        return out if self.conv_clamp is None else out.clamp_(-self.conv_clamp, self.conv_clamp)
+        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)  # leaky_relu_ keeps out
 
 
 class ConvLayer(nn.Module):
@@ -211,13 +213,14 @@ class ConvLayer(nn.Module):
         return bias_act(x, self.bias, act=self.act, clamp=self.conv_clamp)
 
     def _fused_forward(self, x):
-        """formulation='fused': the activation's gain folded into weight and bias (lrelu(z) * gain = lrelu(z * gain)
-        for gain > 0), the bias added by the convolution, the leaky ReLU in place: one pass after the conv, not three."""
+        """formulation='fused': the activation's gain folded into weight and bias (lrelu(z) * gain =
+        lrelu(z * gain) for gain > 0), the bias added by the convolution, the leaky ReLU in place: one pass
+        after the convolution instead of three."""
         gain, alpha = ACTIVATIONS["lrelu"].gain, ACTIVATIONS["lrelu"].alpha
         x = conv2d_resample(x, self.weight * (self.weight_gain * gain), self.resample_filter, down=self.down,
                             formulation="fused", bias=None if self.bias is None else self.bias * gain)
         x = F.leaky_relu_(x, alpha)
-        return x if self.conv_clamp is None else x.clamp_(-self.conv_clamp, self.conv_clamp)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)  # leaky_relu_ keeps x
 
 
 def minibatch_stddev(x, group_size=4, num_features=1):

@@ -81,6 +81,14 @@ def lazy_ratios(cfg, objective):
     return ratios
 
 
+def adam(cfg, net, ratio=1):
+    """Adam over net's parameters with betas ** ratio (lazy_ratios); the lr is set per phase. Config `fused_adam`:
+    torch's fused implementation, one pass over every parameter (the same update up to rounding; faster on the CPU,
+    bench/RESULTS.md, issue 21)."""
+    return torch.optim.Adam(net.parameters(), lr=0.001, betas=tuple(b ** ratio for b in cfg["betas"]),
+                            fused=True if cfg.get("fused_adam", False) else None)
+
+
 class TrainingState:
     """What a training run holds between steps: models, optimizers, its RNG stream and its position."""
 
@@ -96,9 +104,7 @@ class TrainingState:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
         self.lr_ratio = lazy_ratios(cfg, objective)
-        self.opt_g, self.opt_d = (torch.optim.Adam(net.parameters(), lr=0.001,
-                                                   betas=tuple(b ** self.lr_ratio[name] for b in cfg["betas"]))
-                                  for name, net in (("G", self.G), ("D", self.D)))
+        self.opt_g, self.opt_d = (adam(cfg, net, self.lr_ratio[name]) for name, net in (("G", self.G), ("D", self.D)))
         self.rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ...
         self.images_seen, self.step = 0, 0
         self.train_seconds = 0.0  # wall time spent training, metrics excluded (metrics.py)
