@@ -4,7 +4,7 @@ import torch
 from cuda_ops import setup_filter, upfirdn2d
 from layered_gan.losses import r1_penalty
 from layered_gan.networks import Discriminator, Generator, channel_widths
-from layered_gan.networks.layers import conv2d_resample, modulated_conv2d
+from layered_gan.networks.layers import conv2d_resample, fir_upsample2d, modulated_conv2d
 
 SMALL = dict(channel_base=256, channel_max=16)
 
@@ -186,3 +186,19 @@ def test_conv2d_resample_adds_a_bias_only_where_its_convolution_ends_it():
         conv2d_resample(x, w.transpose(0, 1), f, up=2, bias=torch.randn(3))
     with pytest.raises(ValueError, match="bias"):
         conv2d_resample(x, w, f, down=2, bias=b, formulation="plain")
+
+
+@pytest.mark.parametrize("separable", [True, False])
+def test_fir_upsample2d_is_the_zero_inserted_fir(separable):
+    """formulation='fused' up-samples tRGB images by a transposed depthwise convolution: the same as upfirdn2d's
+    zero insertion and FIR, for an asymmetric filter too (orientation), values and gradients."""
+    f = torch.tensor([1.0, 2.0, 4.0, -1.0], dtype=torch.float64)
+    f = f if separable else f.outer(torch.tensor([0.5, -1.0, 3.0, 2.0], dtype=torch.float64))
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
+    expected = upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4)
+    got = fir_upsample2d(x, f)
+    torch.testing.assert_close(got, expected)
+    g = torch.randn_like(expected)
+    torch.testing.assert_close(torch.autograd.grad(got, x, g), torch.autograd.grad(expected, x, g))
+    with pytest.raises(ValueError, match="4-tap"):
+        fir_upsample2d(x, torch.ones(3, dtype=torch.float64))

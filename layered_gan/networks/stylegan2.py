@@ -23,7 +23,7 @@ import torch.nn as nn
 from cuda_ops import setup_filter, upfirdn2d
 
 from ..errors import BadValue
-from .layers import FORMULATIONS, ConvLayer, EqualLinear, ModulatedConv, minibatch_stddev
+from .layers import FORMULATIONS, ConvLayer, EqualLinear, ModulatedConv, fir_upsample2d, minibatch_stddev
 
 
 def channel_widths(resolution, channel_base=32768, channel_max=512, multiplier=1.0):
@@ -89,6 +89,7 @@ class SynthesisNetwork(nn.Module):
         check_formulation(formulation)
         channels = channels or channel_widths(resolution)
         self.resolution = resolution
+        self.formulation = formulation
         self.w_dim = w_dim
         self.img_channels = img_channels
         self.n_latent = 2 * log2 - 2
@@ -112,6 +113,8 @@ class SynthesisNetwork(nn.Module):
         return [torch.randn(batch, 1, s, s, device=device, generator=generator) for s in self.noise_shapes()]
 
     def upsample_rgb(self, img):
+        if self.formulation == "fused" and not img.is_cuda:
+            return fir_upsample2d(img, self.resample_filter)
         return upfirdn2d(img, self.resample_filter, up=2, padding=(2, 1, 2, 1), gain=4)
 
     def forward(self, ws, noise=None, resolution=None, alpha=1.0, return_features=False):
