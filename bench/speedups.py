@@ -6,9 +6,8 @@ fused, which fuses each synthesis layer's elementwise tail) and optionally
 - channels_last: networks and real images in channels-last memory format (model.channels_last);
 - compile: torch.compile (inductor) on the mapping and synthesis networks and on D's forward. Double
   backward does not go through compiled graphs, so the lazy-R1 D steps use the eager D (same parameters);
-- fused_adam: torch's fused Adam (config fused_adam);
 - native_conv: oneDNN off (torch.backends.mkldnn) during this variant's iterations: PyTorch's own convolution.
-E.g. fast, fused+channels_last+fused_adam, fast+compile, fused+channels_last+native_conv.
+E.g. fast, fused+channels_last, fast+compile, fused+channels_last+native_conv.
 """
 
 import time
@@ -21,7 +20,7 @@ from layered_gan.training.loop import adam
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
-FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile", "fused_adam", "native_conv")
+FORMULATIONS, OPTIONS = ("fast", "fused"), ("channels_last", "compile", "native_conv")
 
 
 class DemoIteration:
@@ -31,8 +30,7 @@ class DemoIteration:
         formulation, *options = variant.split("+")
         if formulation not in FORMULATIONS or not set(options) <= set(OPTIONS):
             raise ValueError(f"bad variant {variant!r}: one of {FORMULATIONS}, then '+' any of {OPTIONS}")
-        self.cfg = load_config(config, [f"model.formulation={formulation}",
-                                        f"fused_adam={str('fused_adam' in options).lower()}"])
+        self.cfg = load_config(config, [f"model.formulation={formulation}"])
         res, scfg = self.cfg["model"]["resolution"], self.cfg["schedule"]
         self.objective = make_objective(self.cfg)
         torch.manual_seed(seed)

@@ -133,7 +133,7 @@ def _one_of(*values):
 
 
 RULES = {
-    "seed": _COUNT0, "workers": _COUNT0, "mixing_prob": _PROBABILITY, "lazy_adam": _BOOL, "fused_adam": _BOOL,
+    "seed": _COUNT0, "workers": _COUNT0, "mixing_prob": _PROBABILITY, "lazy_adam": _BOOL,
     "betas": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
               "two numbers in [0, 1)"),
     "data.hflip": _BOOL, "data.crop": _one_of("random", "center"),

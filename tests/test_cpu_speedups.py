@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from layered_gan.config import load_config
-from layered_gan.training.loop import adam
 from layered_gan.training.objectives import make_objective
 from layered_gan.training.schedule import phase_at
 
@@ -71,22 +70,6 @@ def test_fused_formulation_step_matches_the_plain_formulation_step():
     D_plain.load_state_dict(D.state_dict())
     for a, b in zip(one_step_float64(cfg, G, D), one_step_float64(cfg, G_plain, D_plain)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-
-
-def test_fused_adam_setting_steps_as_the_default_adam():
-    """Config fused_adam: torch's fused Adam in the training loop; its update equals the default one to rounding."""
-    torch.manual_seed(0)
-    nets = [torch.nn.Linear(16, 8) for _ in range(2)]
-    nets[1].load_state_dict(nets[0].state_dict())
-    start = [p.detach().clone() for p in nets[0].parameters()]
-    default, fused = adam(load_config("demo", []), nets[0]), adam(load_config("demo", ["fused_adam=true"]), nets[1])
-    assert fused.defaults["fused"] and not default.defaults["fused"]
-    grads = [torch.randn_like(p) for p in start]
-    for _ in range(3):
-        for opt, net in ((default, nets[0]), (fused, nets[1])):
-            for p, g in zip(net.parameters(), grads):
-                p.grad = g.clone()
-            opt.step()
-    for a, b, s0 in zip(nets[0].parameters(), nets[1].parameters(), start):
-        assert (a - s0).abs().min() > 1e-3  # every weight moved (Adam: ~lr per step)
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    G, D, G_plain, D_plain = G.float(), D.float(), G_plain.float(), D_plain.float()
+    for a, b in zip(one_step(cfg, G, D)[:2], one_step(cfg_plain, G_plain, D_plain)[:2]):  # the losses, float32
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -82,11 +82,9 @@ def lazy_ratios(cfg, objective):
 
 
 def adam(cfg, net, ratio=1):
-    """Adam over net's parameters with betas ** ratio (lazy_ratios); the lr is set per phase. Config `fused_adam`:
-    torch's fused implementation, one pass over every parameter (the same update up to rounding; faster on the CPU,
-    bench/RESULTS.md, issue 21)."""
-    return torch.optim.Adam(net.parameters(), lr=0.001, betas=tuple(b ** ratio for b in cfg["betas"]),
-                            fused=True if cfg.get("fused_adam", False) else None)
+    """Adam over net's parameters with betas ** ratio (lazy_ratios), as the loop and the benchmarks build it; the lr is
+    set per phase."""
+    return torch.optim.Adam(net.parameters(), lr=0.001, betas=tuple(b ** ratio for b in cfg["betas"]))
 
 
 class TrainingState:
