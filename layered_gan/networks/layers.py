@@ -11,12 +11,14 @@ Three formulations of the same computation are available (`formulation=`):
 - 'plain': the straightforward one: per-sample modulated weights in a grouped
   convolution, up-sampling by zero insertion and FIR before the convolution,
   down-sampling by FIR and decimation after it.
-- 'fused': 'fast' with each layer's elementwise tail fused off CUDA, where no
-  bias_act kernel does it: a synthesis layer's demodulation, noise, bias, leaky
-  ReLU and gain in three passes (ModulatedConv._fused_forward), a discriminator
-  layer's bias inside its convolution and its gain in the weights
-  (ConvLayer._fused_forward), and the 1x1 down-sampling skip convolution after
-  the FIR has decimated: faster on the CPU (bench/RESULTS.md, issue 21).
+- 'fused': 'fast' tuned for the CPU (bench/RESULTS.md, issue 21). Off CUDA,
+  where no bias_act kernel fuses it, each layer's elementwise tail takes fewer
+  passes: a synthesis layer's demodulation, noise, bias, leaky ReLU and gain
+  three (ModulatedConv._fused_forward), a discriminator layer's bias goes inside
+  its convolution and its gain into the weights (ConvLayer._fused_forward); the
+  FIR runs as one 2-D pass and the tRGB images are up-sampled by a transposed
+  convolution (fir_upsample2d). The 1x1 down-sampling skip convolution runs
+  after the FIR has decimated.
 All give the same result up to float rounding (tests check it); 'plain' is
 kept as the baseline the benchmark measures against.
 """
@@ -74,7 +76,7 @@ def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulat
     bias [O]: added by the convolution ('fast' and 'fused' without up-sampling only).
     """
     k = weight.shape[-1]
-    if formulation == "fused" and resample_filter.ndim == 1:
+    if formulation == "fused" and resample_filter.ndim == 1 and not x.is_cuda:
         # One 2-D depthwise FIR pass instead of two 1-D ones: on channels-last tensors its backward is ~4x faster.
         resample_filter = resample_filter.outer(resample_filter)
     if bias is not None and (up != 1 or formulation == "plain"):
@@ -199,7 +201,8 @@ class ModulatedConv(nn.Module):
                             (dcoefs * gain)[:, :, None, None].to(x.dtype))
         out.add_(self._noise(x, noise) * (self.noise_strength * gain))
         out = F.leaky_relu_(out, alpha)
-        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)  # leaky_relu_ keeps out
+        # Clamped out of place: leaky_relu_ keeps its output for backward.
+        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ConvLayer(nn.Module):
