@@ -95,6 +95,9 @@ class Output:
     sheet: int = 16
 
 
+LATER_SETTINGS = ("perceptual_weight", "size_weight", "backbone", "backbone_lr")  # added after outputs existed
+
+
 @dataclass(frozen=True)
 class Options:
     """All of `run`'s settings, by group."""
@@ -106,9 +109,9 @@ class Options:
     def settings(self):
         """What an output folder records (and a rerun must match): every setting but the report's."""
         # settings added later are recorded only when they differ from their defaults, so that older outputs resume
-        later = {"perceptual_weight": 0.0, "size_weight": 0.0, "backbone": "resnet18", "backbone_lr": 1.0}
+        defaults = {**asdict(Training()), **asdict(Loss())}
         def recorded(k, v):
-            return (k != "eta" or self.loss.size_weight) and (k not in later or later[k] != v)
+            return (k != "eta" or self.loss.size_weight) and (k not in LATER_SETTINGS or defaults[k] != v)
         loss = {k: v for k, v in asdict(self.loss).items() if recorded(k, v)}
         training = {k: v for k, v in asdict(self.training).items() if recorded(k, v)}
         return {**training, **loss,
