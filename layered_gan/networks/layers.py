@@ -122,6 +122,13 @@ def fir_upsample2d(x, f):
     return F.conv_transpose2d(x, (f * 4).to(x.dtype).expand(c, 1, 4, 4), stride=2, padding=1, groups=c)
 
 
+def leaky_relu_clamp_(x, clamp):
+    """The fused layers' last step: leaky ReLU in place, then clamp to [-clamp, clamp] (None: not clamped) out of
+    place, since leaky_relu_ keeps its output for backward."""
+    x = F.leaky_relu_(x, ACTIVATIONS["lrelu"].alpha)
+    return x if clamp is None else x.clamp(-clamp, clamp)
+
+
 def modulated_conv2d(x, weight, styles, demodulate=True, up=1, resample_filter=None, formulation="fast"):
     """StyleGAN2 modulated convolution (eq. 1-3): w'_ijk = s_i w_ijk, w'' = w' / sqrt(sum w'^2 + 1e-8).
 
@@ -193,16 +200,14 @@ class ModulatedConv(nn.Module):
         dcoefs = (styles.square() @ weight.square().sum([2, 3]).T + 1e-8).rsqrt()  # [B, O]
         x = conv2d_resample(x * styles[:, :, None, None].to(x.dtype), weight, self.resample_filter, up=self.up,
                             formulation="fused")
-        gain, alpha = ACTIVATIONS["lrelu"].gain, ACTIVATIONS["lrelu"].alpha
+        gain = ACTIVATIONS["lrelu"].gain
         # addcmul keeps its inputs, not its output, for backward: the output may be updated in place. The noise
         # goes in by add_, not addcmul_: addcmul_ with an operand broadcast over channels is ~10x slower on
         # channels-last tensors.
         out = torch.addcmul((self.bias * gain)[None, :, None, None].to(x.dtype), x,
                             (dcoefs * gain)[:, :, None, None].to(x.dtype))
         out.add_(self._noise(x, noise) * (self.noise_strength * gain))
-        out = F.leaky_relu_(out, alpha)
-        # Clamped out of place: leaky_relu_ keeps its output for backward.
-        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
+        return leaky_relu_clamp_(out, self.conv_clamp)
 
 
 class ConvLayer(nn.Module):
@@ -234,11 +239,10 @@ class ConvLayer(nn.Module):
         """formulation='fused': the activation's gain folded into weight and bias (lrelu(z) * gain =
         lrelu(z * gain) for gain > 0), the bias added by the convolution, the leaky ReLU in place: one pass
         after the convolution instead of three."""
-        gain, alpha = ACTIVATIONS["lrelu"].gain, ACTIVATIONS["lrelu"].alpha
+        gain = ACTIVATIONS["lrelu"].gain
         x = conv2d_resample(x, self.weight * (self.weight_gain * gain), self.resample_filter, down=self.down,
                             formulation="fused", bias=None if self.bias is None else self.bias * gain)
-        x = F.leaky_relu_(x, alpha)
-        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)  # leaky_relu_ keeps x
+        return leaky_relu_clamp_(x, self.conv_clamp)
 
 
 def minibatch_stddev(x, group_size=4, num_features=1):
