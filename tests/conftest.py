@@ -38,3 +38,12 @@ def kernels_on_cpu(cpu_kernel_module, monkeypatch):
     cpu_kernel_module.set_max_blocks(cpu_kernel_module.max_blocks_default())
     yield cpu_kernel_module
     cpu_kernel_module.set_max_blocks(cpu_kernel_module.max_blocks_default())
+
+
+@pytest.fixture
+def standin():
+    """The CUDA stand-in (tests/cuda_standin.py) active for the test: device "standin" with CUDA's rules."""
+    import cuda_standin
+
+    with cuda_standin.active():
+        yield cuda_standin

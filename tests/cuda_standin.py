@@ -5,7 +5,7 @@ How it works
 PyTorch's PrivateUse1 dispatch key is registered from Python as a device type `standin` (two devices,
 `standin:0` and `standin:1`) with a device module `torch.standin` (rng states, seeding, device count, as
 `torch.cuda` has them). A tensor on it is a wrapper subclass (`StandinTensor`) around a CPU tensor that
-holds its values; a `TorchDispatchMode`, entered by `install()` and never left, sees every ATen operator
+holds its values; a `TorchDispatchMode`, entered by `active()`, sees every ATen operator
 call. For each call it applies CUDA's rules, then runs the operator on the wrapped CPU tensors and wraps
 the results again:
 
@@ -30,10 +30,11 @@ asynchrony, memory (nothing is allocated on a device), CUDA-only code paths (`de
 branches, the fused CUDA kernels: `cuda_ops` uses its reference implementation here), NCCL, and
 speed. It checks placement, random streams and host synchronization, which is what breaks first.
 
-Use: `install()` once per process (conftest's `standin` fixture does it); `python tests/cuda_standin.py
-ARGS...` runs `layered-gan ARGS...` with the stand-in installed (bench/gpu_check.sh --dry-run).
+Use: `with cuda_standin.active(): ...` (conftest's `standin` fixture); `python tests/cuda_standin.py ARGS...`
+runs `layered-gan ARGS...` with the stand-in active (bench/gpu_check.sh --dry-run).
 """
 
+import contextlib
 import os
 import sys
 import traceback
@@ -262,26 +263,46 @@ class _Mode(TorchDispatchMode):
 
 _STATE = _State()
 _INSTALLED = []
+# operators PyTorch runs with the Python dispatch excluded (torch.tensor(data, device=...) allocates and copies
+# below it): registered as the device's kernels, they go to the same dispatch
+_KERNELS = ("empty_strided", "empty.memory_format", "copy_", "_copy_from", "_copy_from_and_resize")
+
+
+def _register_kernels():
+    lib = torch.library.Library("aten", "IMPL")
+    for name in _KERNELS:
+        packet, _, overload = name.partition(".")
+        op = getattr(getattr(torch.ops.aten, packet), overload or "default")
+        lib.impl(name, lambda *args, _op=op, **kwargs: _STATE.dispatch(_op, args, kwargs), "PrivateUse1")
+    return lib
 
 
 def install():
-    """Register the `standin` device in this process and enter the dispatch mode (idempotent)."""
+    """Register the `standin` device in this process (idempotent). Operators on its tensors work from then on;
+    creating them (`torch.zeros(..., device="standin")`, `.to("standin")`) needs `active()`."""
     if _INSTALLED:
         return
     from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
     _setup_privateuseone_for_python_backend(DEVICE_TYPE, backend_module=_DeviceModule())
-    mode = _Mode()
-    mode.__enter__()
-    _INSTALLED.append(mode)
+    _INSTALLED.append(_register_kernels())
 
 
-def reset():
-    """Forget the recorded events."""
+@contextlib.contextmanager
+def active(strict_host_reads=False):
+    """Within: the dispatch mode sees every operator (CPU ones pass through, slower); events are recorded from a
+    fresh log. strict_host_reads: a host read raises, naming its line, instead of being recorded."""
+    install()
     _STATE.log.clear()
+    _STATE.strict_host_reads = strict_host_reads
+    with _Mode():
+        try:
+            yield
+        finally:
+            _STATE.strict_host_reads = False
 
 
 def events():
-    """[(kind, what, "file:line"), ...]: host reads and copies recorded since the last reset()."""
+    """[(kind, what, "file:line"), ...]: host reads and copies recorded since `active()` began."""
     return list(_STATE.log)
 
 
@@ -294,9 +315,13 @@ def counts():
 
 
 def main(argv):
-    install()
+    """`layered-gan ARGV...` with the stand-in active; the recorded events are summed up on stderr at exit."""
     from layered_gan.cli import main as cli_main
-    cli_main(argv, prog_name="layered-gan")
+    with active():
+        try:
+            cli_main(argv, prog_name="layered-gan")
+        finally:
+            print(f"stand-in: {counts()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

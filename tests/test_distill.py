@@ -18,7 +18,7 @@ from layered_gan.segmenter.filters import (Components, FilterChain, HistogramCon
 from layered_gan.segmenter.model import build_segmenter, load_segmenter, predict, predict_image, save_segmenter
 from layered_gan.segmenter.pairs import (LayeredGeneratorPairs, Pairs, PairSource, PairStream, export_pairs,
                                          fixed_pairs)
-from layered_gan.sampling import layered_noise, sample_layers
+from layered_gan.sampling import sample_layers
 from layered_gan.segmenter.training import fit, repeat
 
 
@@ -188,9 +188,9 @@ def test_placed_pairs_hold_smaller_objects_over_the_generators_background():
 def test_noise_is_drawn_on_the_cpu_then_moved():
     """A CPU torch.Generator cannot sample on CUDA: the noise is drawn on the CPU and moved (here to 'meta')."""
     G = tiny_generator()
-    fg, bg = layered_noise(G, 2, "meta", torch.Generator().manual_seed(0))
+    fg, bg = G.make_noise(2, "meta", torch.Generator().manual_seed(0))
     assert len(fg) == len(G.fg.synthesis.make_noise()) and all(t.device.type == "meta" for t in fg + bg)
-    cpu_fg, _ = layered_noise(G, 2, "cpu", torch.Generator().manual_seed(0))
+    cpu_fg, _ = G.make_noise(2, "cpu", torch.Generator().manual_seed(0))
     torch.testing.assert_close(cpu_fg, G.make_noise(2, "cpu", torch.Generator().manual_seed(0))[0])
 
 

@@ -2,7 +2,6 @@
 
 import torch
 
-from ..sampling import layered_noise
 from ..errors import BadValue
 
 SPACES = ("z", "w")
@@ -37,7 +36,7 @@ class LatentSpace:
     def sample(self, n, generator):
         """(codes [n, dim], noise inputs), all drawn from `generator` (a CPU torch.Generator)."""
         z = torch.randn(n, self.G.z_dim, generator=generator).to(self.device)
-        noise = layered_noise(self.G, n, self.device, generator)
+        noise = self.G.make_noise(n, self.device, generator)
         if self.space == "z":
             return z, noise
         w = self.G.styles(z, truncation=self.truncation)[:, 0]

@@ -22,7 +22,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import BadValue
 from ..files import write_json
-from ..sampling import layered_noise
 
 
 def gaussian_window(size, sigma):
@@ -69,7 +68,7 @@ def trgb_noise_sensitivity(G, num=64, batch=16, truncation=1.0, seed=0, device="
     for start in range(0, num, batch):
         n = min(batch, num - start)
         ws = G.styles(torch.randn(n, G.z_dim, generator=gen).to(device), truncation=truncation)
-        noise = layered_noise(G, n, device, gen)
+        noise = G.make_noise(n, device, gen)
         clean = G.synthesis(ws, noise=noise).clamp(-1, 1)
         for r, layer in layers.items():
             handle = layer.register_forward_pre_hook(

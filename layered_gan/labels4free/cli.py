@@ -21,7 +21,6 @@ from ..data.dataset import ImageDataset
 from ..errors import BadValue, about
 from ..files import partial_folder, write_json
 from ..runs import load_stylegan2
-from ..sampling import layered_noise
 from ..segmenter.filters import FilterChain
 from ..segmenter.pairs import LayeredGeneratorPairs, PairStream, export_pairs
 from .analysis import (crop_targets, layer_gradient_norms, rank_layers, save_bg_gradients, save_trgb_ssim,
@@ -154,7 +153,7 @@ def bg_gradients(ckpt, out, num, box, crops, truncation, channel_fraction, seed,
     G = analysis_generator(ckpt, device)
     gen = torch.Generator().manual_seed(seed)
     ws = G.styles(torch.randn(num, G.z_dim, generator=gen).to(device), truncation=truncation)
-    noise = layered_noise(G, num, device, gen)
+    noise = G.make_noise(num, device, gen)
     if crops:
         with about("--crops"):
             ds = ImageDataset(crops, G.synthesis.resolution, crop="center", org_to_crop=1.0)

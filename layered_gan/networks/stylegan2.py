@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from cuda_ops import setup_filter, upfirdn2d
 
+from .. import rng
 from ..errors import BadValue
 from .layers import FORMULATIONS, ConvLayer, EqualLinear, ModulatedConv, fir_upsample2d, minibatch_stddev
 
@@ -109,8 +110,9 @@ class SynthesisNetwork(nn.Module):
         return [2 ** ((i + 1) // 2 + 2) for i in range(self.num_noise)]
 
     def make_noise(self, batch=1, device="cpu", generator=None):
-        """Explicit noise tensors [batch, 1, s, s] for reproducible output."""
-        return [torch.randn(batch, 1, s, s, device=device, generator=generator) for s in self.noise_shapes()]
+        """Explicit noise tensors [batch, 1, s, s] on `device`, drawn from `generator` (rng.py's rule: a CPU generator,
+        the same noise on every device) or, without one, from the device's own stream."""
+        return [rng.randn((batch, 1, s, s), generator, device) for s in self.noise_shapes()]
 
     def upsample_rgb(self, img):
         if self.formulation == "fused" and not img.is_cuda:
@@ -174,7 +176,7 @@ class Generator(nn.Module):
     @torch.no_grad()
     def mean_w(self, n=4096, generator=None):
         """Average w over n random latents (what pretrained checkpoints usually ship)."""
-        z = torch.randn(n, self.z_dim, device=self.w_avg.device, generator=generator)
+        z = rng.randn((n, self.z_dim), generator, self.w_avg.device)
         return self.mapping(z).mean(0)
 
     def styles(self, z, z2=None, inject_index=None, truncation=1.0, truncation_w=None):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cuda_ops import setup_filter, upfirdn2d
 
+from .. import rng
 from ..checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from ..data.dataset import ResumableSampler, dataset_from_config
 from ..errors import BadValue
@@ -103,27 +104,37 @@ class TrainingState:
         torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
         self.lr_ratio = lazy_ratios(cfg, objective)
         self.opt_g, self.opt_d = (adam(cfg, net, self.lr_ratio[name]) for name, net in (("G", self.G), ("D", self.D)))
-        self.rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ...
-        self.images_seen, self.step = 0, 0
+        self.rng = rng.generator(cfg["seed"] * 7919 + rank)  # latents, mixing, shifts, ... (on the CPU: rng.py)
+        self.images_seen, self.step, self.seed = 0, 0, cfg["seed"]
         self.train_seconds = 0.0  # wall time spent training, metrics excluded (metrics.py)
 
     def _modules(self):
         return {"G": self.G, "G_ema": self.G_ema, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
 
-    def resume(self, path, objective, rank, device):
-        """Continue from a checkpoint: weights, optimizers, position and this rank's RNG states."""
-        state = load_checkpoint(checkpoint_file(path), device)
+    def resume(self, path, objective, rank, world, device):
+        """Continue from a checkpoint: weights, optimizers, position and this rank's random streams. Read on the CPU
+        (load_state_dict copies onto the device), so a checkpoint from any device resumes on any other. Returns
+        notes for the log: a world size other than the checkpoint's re-splits the streams (data order is a function
+        of the position and needs nothing)."""
+        state = load_checkpoint(checkpoint_file(path))
         for key, obj in self._modules().items():
             obj.load_state_dict(state[key])
         self.images_seen, self.step = state["images_seen"], state["step"]
         self.train_seconds = state.get("train_seconds", 0.0)  # absent in checkpoints before log.fid_kimg
         objective.load_state_dict(state["objective"])
-        self.rng.set_state(state["rng"][rank][0])
-        torch.set_rng_state(state["rng"][rank][1])
+        saved_world = len(state["rng"])
+        if saved_world != world:
+            seed = self.seed * 7919 + rank + 104729 * self.step  # fresh per-rank streams at this position
+            torch.manual_seed(seed)
+            self.rng.manual_seed(seed)
+            return [f"resumed on {world} processes from a checkpoint of {saved_world}: data re-split by position, "
+                    f"random streams restarted per rank from the step ({self.step})"]
+        note = rng.restore(state["rng"][rank], device, {"rng": self.rng})
+        return [note] if note else []
 
-    def save(self, path, objective, cfg, rank, world):
-        """Called by every rank at the same step: the RNG states are gathered collectively; rank 0 writes."""
-        mine = (self.rng.get_state(), torch.get_rng_state())  # ours, and the global one (noise inputs)
+    def save(self, path, objective, cfg, rank, world, device):
+        """Called by every rank at the same step: the random streams are gathered collectively; rank 0 writes."""
+        mine = rng.capture(device, {"rng": self.rng})
         rng_states = [mine]
         if world > 1:
             rng_states = [None] * world
@@ -154,7 +165,7 @@ def start_phase(run, phase, dataset, cfg, world):
     sampler = ResumableSampler(len(dataset), cfg["seed"], run.images_seen, dist_rank(), world)
     loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG
         dataset, batch_size=phase.batch // world, sampler=sampler, num_workers=cfg["workers"],
-        persistent_workers=cfg["workers"] > 0, generator=torch.Generator().manual_seed(cfg["seed"]))
+        persistent_workers=cfg["workers"] > 0, generator=rng.generator(cfg["seed"]))
     for opt, name in ((run.opt_g, "G"), (run.opt_d, "D")):
         for group in opt.param_groups:
             group["lr"] = phase.lr * run.lr_ratio[name]
@@ -201,8 +212,7 @@ class RunLog:
             remove_stale_temporaries(out)
             write_json(os.path.join(out, "config.json"), cfg)
             self.writer = SummaryWriter(os.path.join(out, "tensorboard"))
-        fixed = torch.Generator().manual_seed(cfg["seed"])
-        self.fixed_z = torch.randn(cfg["log"]["grid_size"], G.z_dim, generator=fixed)
+        self.fixed_z = torch.randn(cfg["log"]["grid_size"], G.z_dim, generator=rng.generator(cfg["seed"]))
         self.bar = tqdm(total=total, initial=images_seen, unit="img", disable=rank != 0, dynamic_ncols=True)
         self.next_log, self.total = images_seen, total
         self.start_time, self.start_images = time.time(), images_seen
@@ -240,11 +250,12 @@ def train(cfg, out, resume=None, device="cpu"):
     rank, world = dist_rank(), (dist.get_world_size() if dist.is_initialized() else 1)
     objective = make_objective(cfg)
     run = TrainingState(cfg, objective, rank, resume, device)
-    if resume:
-        run.resume(resume, objective, rank, device)
+    notes = run.resume(resume, objective, rank, world, device) if resume else []
     dataset = open_dataset(cfg, run.images_seen, rank, world)
     total = int(cfg["schedule"]["total_kimg"] * 1000)
     log = RunLog(cfg, out, run.G, run.images_seen, total, rank)
+    for note in notes if rank == 0 else []:
+        log.bar.write(note)
     ckpt_path = os.path.join(out, "checkpoint.pt")
     fid = TrainingFID(cfg, out, run.images_seen, rank, device)
     phase, batches, next_ckpt = None, None, run.images_seen
@@ -263,7 +274,7 @@ def train(cfg, out, resume=None, device="cpu"):
         nonlocal clock
         run.train_seconds += time.time() - clock
         clock = time.time()
-        run.save(ckpt_path, objective, cfg, rank, world)
+        run.save(ckpt_path, objective, cfg, rank, world, device)
 
     while run.images_seen < total:
         score_if_due()
@@ -288,10 +299,10 @@ def train(cfg, out, resume=None, device="cpu"):
 def write_grids(objective, G_ema, z, phase, out, writer, images_seen):
     """The objective's image rows for fixed latents and noise (the RNG streams are left alone)."""
     device = next(G_ema.parameters()).device
-    noise = G_ema.make_noise(z.shape[0], device, torch.Generator().manual_seed(0))
+    noise = G_ema.make_noise(z.shape[0], device, rng.generator(0))
     grids = objective.grids(G_ema, z.to(device), noise, phase)
     rows = torch.cat([g.clamp(-1, 1).cpu() for g in grids.values()])
     save_image_grid(rows, os.path.join(out, "layers.png"), nrow=z.shape[0])
-    save_image_grid(rows, os.path.join(out, "grids", f"layers-{images_seen / 1000:08.1f}k.png"), nrow=z.shape[0])
+    save_image_grid(rows, os.path.join(out, "grids", f"layers-{images_seen / 1000:010.3f}k.png"), nrow=z.shape[0])
     for name, images in grids.items():
         writer.add_images(f"grids/{name}", (images.clamp(-1, 1).cpu() + 1) / 2, images_seen)
