@@ -172,3 +172,23 @@ def test_fir_fade_of_reals_resamples_as_the_generator_fades():
     box = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
     torch.testing.assert_close(fade_real(real, 0.0, "box"), box)
     assert not torch.allclose(fade_real(real, 0.0, "fir"), box) and fade_real(real, 1.0, "fir") is real
+
+
+def _two_rank_worker(rank, init, cfg, out, cache):
+    os.environ["LAYERED_GAN_CACHE"] = cache
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    train(cfg, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_a_resume_with_another_world_size_continues_and_says_so(tmp_path, cache, capsys):
+    """Two processes to 64 images, then one process to the end: the data re-split by position (the sampler is a
+    function of it), the random streams restarted per rank, said in one line; no IndexError on the streams."""
+    run = str(tmp_path / "run")
+    torch.multiprocessing.spawn(_two_rank_worker, args=(f"file://{tmp_path}/init", tiny_cfg(tmp_path, total_kimg=0.064),
+                                                        run, os.environ["LAYERED_GAN_CACHE"]), nprocs=2)
+    assert len(load_checkpoint(os.path.join(run, "checkpoint.pt"))["rng"]) == 2
+    train(tiny_cfg(tmp_path), run, resume=run)
+    final = load_checkpoint(os.path.join(run, "checkpoint.pt"))
+    assert final["images_seen"] == 192 and len(final["rng"]) == 1
+    assert "resumed on 1 processes from a checkpoint of 2" in capsys.readouterr().out
