@@ -301,6 +301,11 @@ def active(strict_host_reads=False):
             _STATE.strict_host_reads = False
 
 
+def clear():
+    """Forget the events recorded so far."""
+    _STATE.log.clear()
+
+
 def events():
     """[(kind, what, "file:line"), ...]: host reads and copies recorded since `active()` began."""
     return list(_STATE.log)
