@@ -11,6 +11,7 @@ import sys
 import click
 import torch
 
+from .devices import check_device
 from .errors import UserError
 
 
@@ -84,7 +85,15 @@ def group(name=None, **kwargs):
     return click.group(name, cls=ToolkitGroup, **kwargs)
 
 
-DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+def _checked_device(ctx, param, value):
+    """--device's callback: the device as a torch device string, cuda only where a GPU is visible."""
+    try:
+        return check_device(value)
+    except UserError as exc:
+        raise UserErrorAtCommand(str(exc), ctx) from None
 
-device_option = click.option("--device", default=DEFAULT_DEVICE, show_default=True,
-                             help="Torch device (cpu, cuda, cuda:1, ...).")
+
+device_option = click.option(
+    "--device", default=lambda: "cuda" if torch.cuda.is_available() else "cpu", callback=_checked_device,
+    show_default="cuda if a GPU is visible, else cpu",
+    help="Torch device (cpu, cuda, cuda:1, ...); under torchrun, cuda gives each process its own GPU.")

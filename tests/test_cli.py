@@ -240,3 +240,56 @@ def test_a_bug_keeps_its_traceback(paths, monkeypatch):
     proc = subprocess.run([sys.executable, "-c", script, "generate", "--ckpt", paths["ckpt"], "--out", paths["out"]],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "RuntimeError: a bug of ours" in proc.stderr
+
+
+def _one_error_line(result, path):
+    """The single stderr line of a refused command (exit code 2, no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, (result.output, result.exception)
+    assert lines[0].startswith(f"main {' '.join(path)}: error: ") and "Traceback" not in result.output, lines[0]
+    return lines[0]
+
+
+DEVICE_COMMANDS = [path for path, command in subcommands() if any(p.name == "device" for p in command.params)]
+
+
+def test_every_command_with_device_refuses_cuda_without_a_gpu_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    assert ["train"] in DEVICE_COMMANDS and ["encode"] in DEVICE_COMMANDS
+    for path in DEVICE_COMMANDS:
+        line = _one_error_line(CliRunner().invoke(main, [*path, "--device", "cuda"]), path)
+        assert "--device cuda: no CUDA GPU is visible (torch.cuda.is_available() is False; torch " in line, line
+        assert line.endswith("; use --device cpu"), line
+    line = _one_error_line(CliRunner().invoke(main, ["train", "--cfg", "smoke", "--device", "cuda"]), ["train"])
+    assert "--device cuda: no CUDA GPU is visible" in line
+    line = _one_error_line(CliRunner().invoke(main, ["train", "--device", "gpu"]), ["train"])
+    assert "--device 'gpu' is not a torch device" in line
+    assert os.listdir(tmp_path) == []  # nothing was written
+
+
+def test_the_device_defaults_to_cuda_only_where_a_gpu_is_visible(monkeypatch):
+    seen = []
+    for available in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        context = cli.generate.make_context("generate", ["--ckpt", "x", "--out", "y"])
+        seen.append(context.params["device"])
+    assert seen == ["cuda", "cpu"]
+    help_text = " ".join(CliRunner().invoke(main, ["generate", "--help"]).stdout.split())
+    assert "[default: (cuda if a GPU is visible, else cpu)]" in help_text
+
+
+@pytest.mark.parametrize("device, local_world, gpus, names", [
+    ("cuda:0", 2, 2, "--device cuda:0: under torchrun each of the 2 processes on this machine takes its own GPU"),
+    ("cuda", 4, 2, "--device cuda: 4 processes on this machine (torchrun --nproc_per_node) but 2 GPUs visible"),
+], ids=["explicit_index", "more_processes_than_gpus"])
+def test_train_under_torchrun_refuses_a_device_mismatch_in_one_line(tmp_path, monkeypatch, device, local_world, gpus,
+                                                                    names):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    for name, value in (("WORLD_SIZE", local_world), ("RANK", 0), ("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", local_world)):
+        monkeypatch.setenv(name, str(value))
+    result = CliRunner().invoke(main, ["train", "--cfg", "smoke", "--device", device, "--out", str(tmp_path / "out")])
+    assert names in _one_error_line(result, ["train"])
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ import torch
 
 from ..command import command, device_option
 from ..config import load_config, with_overrides
+from ..devices import place, start
 from ..errors import BadValue, MissingPath
 from .loop import train as train_run
 from .objectives import OBJECTIVES
@@ -67,15 +68,13 @@ def check_start(cfg, cfg_name):
 @device_option
 def train(cfg_name, data, out, overrides, resume, force, device):
     """Train a model (PerturbGAN, StyleGAN2 or Labels4Free) from a config, or continue a run."""
+    placement = place(device)  # refused before resolve touches a run folder
     cfg, out = resolve(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []), out, resume, force)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
-        backend = "nccl" if device == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
-        if device == "cuda":
-            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(device)
-    train_run(cfg, out, resume, device)
-    if int(os.environ.get("RANK", "0")) == 0:
+    start(placement)
+    if placement.rank == 0:
+        click.echo(placement.describe(), err=True)
+    train_run(cfg, out, resume, placement.device)
+    if placement.rank == 0:
         print(f"run written to {out}/: layers.png and grids/ (samples), checkpoint.pt, config.json, "
               f"tensorboard/ (tensorboard --logdir {out})")
     if torch.distributed.is_initialized():
