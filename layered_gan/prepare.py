@@ -4,9 +4,12 @@
 
 Keys f"{size}-{index:05d}" hold JPEGs, `length` the count. Sizes are stored at
 round(org_to_crop x size), so training can random-crop `size` from them
-(PerturbGAN) without resizing. Work goes to OUT.partial, committed in batches
-with its progress; a rerun resumes there, and only a finished database is
-renamed to OUT, so a half-written one is never mistaken for a finished one.
+(PerturbGAN) without resizing. Only the sizes given are written: training reads
+a size not stored (the small ones of a progressive schedule) by downsampling
+the nearest larger stored one, so the largest size is enough. Work goes to
+OUT.partial, committed in batches with its progress; a rerun resumes there,
+and only a finished database is renamed to OUT, so a half-written one is
+never mistaken for a finished one.
 """
 
 import io

@@ -78,7 +78,7 @@ def test_key_cache_in_cache_folder_when_data_is_read_only(tmp_path, monkeypatch)
     assert len(os.listdir(tmp_path / "cache" / "lmdb_keys")) == 1
 
 
-def test_prepared_lmdb_sizes_and_missing_size_error(tmp_path):
+def test_prepared_lmdb_sizes_derived_sizes_and_missing_size_error(tmp_path):
     items = {"length": b"3"}
     for size in (16, 32, 144):
         for i in range(3):
@@ -88,12 +88,17 @@ def test_prepared_lmdb_sizes_and_missing_size_error(tmp_path):
     assert reader.sizes == [16, 32, 144] and len(reader) == 3
     assert reader.read(2, 32).size == (32, 32)
     assert abs(np.asarray(reader.read(2, 16)).mean() - 20) < 2
-    with pytest.raises(ValueError, match="no images at 64x64.*16, 32, 144"):
-        reader.read(0, 64)
-    with pytest.raises(ValueError, match="no images at 64x64.*16, 32, 144"):
-        ImageDataset(reader, 64, crop="center")
+    assert reader.read(2, 64).size == (64, 64) and abs(np.asarray(reader.read(2, 64)).mean() - 20) < 2  # from 144
+    with pytest.raises(ValueError, match="no images at 160x160 or larger.*16, 32, 144"):
+        reader.read(0, 160)
+    with pytest.raises(ValueError, match="holds sizes 16, 32, 144, but 160 px with crop 'center' needs 160x160"):
+        ImageDataset(reader, 160, crop="center")
     ds = ImageDataset(reader, 128, crop="random", org_to_crop=1.125)
     assert ds.read_sizes == [144] and ds[0].shape == (3, 128, 128)
+    ds.set_resolution(64)
+    assert ds.read_sizes == [72] and ds[0].shape == (3, 64, 64)
+    exact = ImageDataset(reader, 32, crop="random", org_to_crop=1.125)  # 36 from 144 rather than 32 enlarged
+    assert exact.read_sizes == [36] and ImageDataset(reader, 144, crop="random").read_sizes == [144]
 
 
 def test_image_folder_recursive_sorted(tmp_path):

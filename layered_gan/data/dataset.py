@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..errors import BadValue
-from .readers import DecodeError, PreparedLmdbReader, decode_image, open_reader
+from .readers import DecodeError, PreparedLmdbReader, decode_image, is_prepared_lmdb, open_reader
 from .synthetic import build_synthetic, split_paths
 
 CROPS = ("random", "center")
@@ -34,6 +34,33 @@ def crop_box(width, height, resolution, crop, org_to_crop, generator=None):
     scale = resolution / min(width, height)
     rw, rh = max(resolution, round(width * scale)), max(resolution, round(height * scale))
     return rw, rh, (rw - resolution) // 2, (rh - resolution) // 2
+
+
+def prepared_read_size(reader, resolution, crop, org_to_crop):
+    """The size to read from a prepared LMDB for crops at `resolution`: the crop's source size (the reader makes
+    it from a larger stored size if needed), else `resolution` itself when stored (resized up by the crop).
+    BadValue naming the `layered-gan prepare` command that makes the data when the LMDB holds neither."""
+    wanted = round(org_to_crop * resolution) if crop == "random" else resolution
+    if wanted <= reader.sizes[-1]:
+        return wanted
+    if resolution in reader.sizes:
+        return resolution
+    how, option = (f" and org_to_crop {org_to_crop}", f" --org-to-crop {org_to_crop}") if crop == "random" else ("", "")
+    raise BadValue(f"prepared LMDB {reader.path} holds sizes {', '.join(map(str, reader.sizes))}, but {resolution} px "
+                   f"with crop {crop!r}{how} needs {wanted}x{wanted}: run `layered-gan prepare SRC NEW_OUT --size "
+                   f"{resolution}{option}` on the original images SRC and train on NEW_OUT (smaller sizes are made "
+                   "from the largest on reading)")
+
+
+def check_data(data, resolutions):
+    """Before training: BadValue (one line, with the command that makes the data) unless every prepared LMDB in
+    a config's `data` section gives crops at each of `resolutions` (every resolution the schedule uses)."""
+    sources = [data["source"]] if isinstance(data["source"], str) else data["source"]
+    for path in sources:
+        if path != "synthetic" and is_prepared_lmdb(path):
+            reader = PreparedLmdbReader(path)
+            for resolution in sorted(resolutions, reverse=True):  # the largest missing one names the --size
+                prepared_read_size(reader, resolution, data.get("crop", "random"), data.get("org_to_crop", 1.125))
 
 
 def resize_crop(img, rw, rh, box, resample):
@@ -81,18 +108,10 @@ class ImageDataset(torch.utils.data.Dataset):
         self.set_resolution(resolution)
 
     def set_resolution(self, resolution):
-        """Switch the output size (progressive growing); prepared LMDBs must hold a usable size."""
+        """Switch the output size (progressive growing); prepared LMDBs must hold it or a larger size."""
         self.resolution = int(resolution)
-        self.read_sizes = [self._prepared_size(r) if isinstance(r, PreparedLmdbReader) else None
-                           for r in self.readers]
-
-    def _prepared_size(self, reader):
-        """The stored size to read: the crop's source size if prepared, else the resolution itself."""
-        wanted = round(self.org_to_crop * self.resolution) if self.crop == "random" else self.resolution
-        for size in (wanted, self.resolution):
-            if size in reader.sizes:
-                return size
-        return reader.check_size(wanted)  # raises, listing the sizes present
+        self.read_sizes = [prepared_read_size(r, self.resolution, self.crop, self.org_to_crop)
+                           if isinstance(r, PreparedLmdbReader) else None for r in self.readers]
 
     def __len__(self):
         return self.ends[-1]

@@ -98,6 +98,11 @@ def is_lmdb(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "data.mdb"))
 
 
+def is_prepared_lmdb(path):
+    """An LMDB with a `length` entry (a prepared multi-resolution one), not a raw export."""
+    return is_lmdb(path) and _Lmdb(path).get(b"length") is not None
+
+
 class LSUNLmdbReader:
     """Raw LSUN export: key = image id, value = encoded image; no count entry.
 
@@ -175,7 +180,8 @@ class LSUNLmdbReader:
 
 
 class PreparedLmdbReader:
-    """Multi-resolution LMDB (the StyleGAN2 port's layout): keys f"{size}-{index:05d}" and `length`."""
+    """Multi-resolution LMDB (the StyleGAN2 port's layout): keys f"{size}-{index:05d}" and `length`;
+    a size not stored is made on reading from the nearest larger stored one."""
 
     kind = "prepared-lmdb"
 
@@ -211,11 +217,13 @@ class PreparedLmdbReader:
     def key(self, index):
         return f"{index:05d}".encode()
 
-    def check_size(self, size):
-        if size not in self.sizes:
-            raise BadValue(f"prepared LMDB {self.path} has no images at {size}x{size}; "
+    def source_size(self, size):
+        """The stored size that `size` is read from: itself, else the nearest larger one (resized on reading)."""
+        larger = [s for s in self.sizes if s >= size]
+        if not larger:
+            raise BadValue(f"prepared LMDB {self.path} has no images at {size}x{size} or larger; "
                            f"it holds sizes {', '.join(map(str, self.sizes))}")
-        return size
+        return larger[0]
 
     def read_bytes(self, key, size):
         data = self.db.get(f"{size}-".encode() + key)
@@ -224,8 +232,12 @@ class PreparedLmdbReader:
         return data
 
     def read(self, index, size=None, raw=False):
-        size = self.check_size(size if size is not None else self.sizes[-1])
-        return decode_image(self.read_bytes(self.key(index), size), f"{size}-{index:05d} in {self.path}", raw)
+        """The image at `size` (default: the largest stored); a size not stored is downsampled (Lanczos) from
+        the nearest larger stored one, which shows the same region: every stored size is the whole image."""
+        size = size if size is not None else self.sizes[-1]
+        stored = self.source_size(size)
+        img = decode_image(self.read_bytes(self.key(index), stored), f"{stored}-{index:05d} in {self.path}", raw)
+        return img if stored == size else img.resize((size, size), Image.LANCZOS)
 
 
 class ImageFolderReader:
@@ -265,8 +277,7 @@ def open_reader(path, max_images=None):
     if not os.path.isdir(path):
         raise BadValue(f"dataset path {path} is a file; expected an LMDB folder (with data.mdb) or a folder of images")
     if is_lmdb(path):
-        probe = _Lmdb(path)
-        reader = (PreparedLmdbReader if probe.get(b"length") is not None else LSUNLmdbReader)(path, max_images)
+        reader = (PreparedLmdbReader if is_prepared_lmdb(path) else LSUNLmdbReader)(path, max_images)
     else:
         reader = ImageFolderReader(path, max_images)
     probe_decoding(reader)
