@@ -142,3 +142,19 @@ def test_readme_recipe_trains_through_every_phase(recipe, tmp_path, monkeypatch)
     train(cfg, str(tmp_path / "run"))
     assert sorted(set(seen)) == [8, 16, 32, 64, 128]
     assert os.path.isfile(tmp_path / "run" / "checkpoint.pt")
+
+
+def test_train_refuses_data_lacking_a_size_before_writing_anything(tmp_path):
+    """`train --cfg perturb_car128` on a prepared LMDB of 64 px only: one line, exit 2, with the prepare command; the
+    output folder is never made."""
+    from click.testing import CliRunner
+
+    from layered_gan.cli import main
+
+    src = make_folder(tmp_path / "src", n=3, corrupt=())
+    out = str(tmp_path / "p64")
+    prep.prepare(src, out, [64], org_to_crop=1.125, workers=1, progress=False)
+    result = CliRunner().invoke(main, ["train", "--cfg", "perturb_car128", "--data", out, "--out",
+                                       str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 2 and "--size 128 --org-to-crop 1.125" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -17,11 +17,13 @@ import torch
 
 from ..command import command, device_option
 from ..config import load_config, with_overrides
+from ..data.dataset import check_data
 from ..devices import place, start
 from ..errors import BadValue, MissingPath
 from .loop import train as train_run
 from .objectives import OBJECTIVES
 from .run_folder import check_out, check_resume_config, record_config_history, resume_source
+from .schedule import schedule_resolutions
 
 
 def resolve(cfg_name, overrides, out, resume, force):
@@ -31,6 +33,7 @@ def resolve(cfg_name, overrides, out, resume, force):
         cfg = load_config(cfg_name, overrides) if cfg_name else with_overrides(run_cfg, overrides)
         out = out or os.path.dirname(os.path.abspath(ckpt))
         changes = check_resume_config(run_cfg, cfg, resume)
+        check_data(cfg["data"], schedule_resolutions(cfg))
         if changes and int(os.environ.get("RANK", "0")) == 0:
             record_config_history(out, changes)
         return cfg, out
@@ -47,7 +50,8 @@ def resolve(cfg_name, overrides, out, resume, force):
 
 
 def check_start(cfg, cfg_name):
-    """What a new run needs besides valid values: a known mode, and the model.init it starts from."""
+    """What a new run needs besides valid values: a known mode, the model.init it starts from, data of every size
+    its schedule trains at."""
     if cfg.get("mode") not in OBJECTIVES:
         raise BadValue(f"--cfg {cfg_name}: mode {cfg.get('mode')!r} is not one of {', '.join(OBJECTIVES)}")
     init = cfg["model"].get("init")
@@ -55,6 +59,7 @@ def check_start(cfg, cfg_name):
         raise MissingPath(f"--set model.init: {init!r} does not exist: a stylegan2_* run folder or checkpoint to "
                           "start from (the demo's is checkpoints/stylegan2_demo.pt, relative to the repository "
                           "root), or null to start from scratch")
+    check_data(cfg["data"], schedule_resolutions(cfg))
 
 
 @command("train")

@@ -47,3 +47,14 @@ def phase_at(kimg, schedule, resolution):
     alpha = 1.0 if index == 0 or fade <= 0 else min(1.0, into / (fade * length))
     return Phase(index, res, alpha, int(_per_resolution(schedule["batch"], res, "batch")),
                  float(_per_resolution(schedule["lr"], res, "lr")), index * length)
+
+
+def schedule_resolutions(cfg):
+    """Every resolution a config trains at: start_resolution doubling to model.resolution."""
+    resolution = cfg["model"]["resolution"]
+    size = cfg["schedule"].get("start_resolution", resolution)
+    sizes = []
+    while size <= resolution:
+        sizes.append(size)
+        size *= 2
+    return sizes
