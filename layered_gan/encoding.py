@@ -399,8 +399,8 @@ def amortized_encoder(path, loss, source, names, view, training, device, bar=Non
 
 
 def load_encoder(path, synthesis, device="cpu"):
-    """A saved encoder, checked against the generator it is to drive."""
-    state = load_checkpoint(path, device)
+    """A saved encoder on `device` (read on the CPU), checked against the generator it is to drive."""
+    state = load_checkpoint(path)
     if not isinstance(state, dict) or not {"encoder", "hparams"} <= set(state):
         raise BadValue(f"{path} is not an encoder of `layered-gan encode --amortized` (no encoder and hparams)")
     h = state["hparams"]

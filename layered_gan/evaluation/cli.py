@@ -96,7 +96,7 @@ def score_generated(ckpt, num, threshold, truncation, steps, reference, referenc
     if reference:
         with about("--reference"):
             size = reference_size or G(torch.zeros(1, G.z_dim, device=device)).mask.shape[-1]
-            ref, extra = load_reference(reference, size, reference_output), {"reference": reference}
+            ref, extra = load_reference(reference, size, reference_output, device), {"reference": reference}
     else:
         ref, ref_iou = train_reference(synthetic, steps=steps, device=device, backbone=reference_backbone)
         extra = {"reference_test_iou": ref_iou, "reference_backbone": reference_backbone}

@@ -126,10 +126,11 @@ class UNetReference:
         return mask, (mask.reshape(len(mask), -1).mean(1) >= min_area).astype(np.int64)
 
 
-def load_reference(spec, resolution, output="probability"):
-    """ExternalReference from a TorchScript file or a callable given as `module:name` (or `file.py:name`)."""
+def load_reference(spec, resolution, output="probability", device="cpu"):
+    """ExternalReference from a TorchScript file (loaded on `device`, where the images will be) or a callable given as
+    `module:name` (or `file.py:name`)."""
     if os.path.isfile(spec):
-        fn = torch.jit.load(spec, map_location="cpu").eval()
+        fn = torch.jit.load(spec, map_location=device).eval()
     elif ":" in spec:
         module_name, name = spec.rsplit(":", 1)
         if module_name.endswith(".py"):

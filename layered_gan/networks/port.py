@@ -31,6 +31,7 @@ import torch
 
 from cuda_ops import setup_filter
 
+from .. import rng
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import BadValue, MissingPath
 from .stylegan2 import Discriminator, Generator
@@ -174,7 +175,7 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
         state = {k: v for k, v in state.items() if k not in noise_keys}
     _load_strict(G, state, *_generator_plan(n_mlp, num_blocks), resample_filter, what, keep=["w_avg"])
     if latent_avg is None:
-        G.w_avg.copy_(G.mean_w(4096, torch.Generator().manual_seed(0)))
+        G.w_avg.copy_(G.mean_w(4096, rng.generator(0)))
     elif latent_avg.numel() != w_dim:
         raise BadValue(f"latent_avg has shape {list(latent_avg.shape)}, expected [{w_dim}] (the style dimension)")
     else:
@@ -212,7 +213,7 @@ def generator_to_port(G, noise=None):
     for i, layer in enumerate(G.mapping.layers):  # same effective weights under the port's lr multiplier
         for p in ("weight", "bias"):
             state[f"style.{i + 1}.{p}"] *= layer.lr_mul / PORT_LR_MLP
-    noise = noise or G.make_noise(1, G.w_avg.device, torch.Generator(G.w_avg.device).manual_seed(0))
+    noise = noise or G.make_noise(1, G.w_avg.device, rng.generator(0))
     return {**state, **{f"noises.noise_{j}": n[:1].detach().clone() for j, n in enumerate(noise)}}
 
 

@@ -54,9 +54,9 @@ def save_segmenter(model, path, **meta):
 
 
 def load_segmenter(path, device="cpu"):
-    """(model in eval mode, meta) from a file or a folder holding segmenter.pt."""
+    """(model in eval mode on `device`, meta) from a file or a folder holding segmenter.pt (read on the CPU)."""
     path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
-    state = load_checkpoint(path, device)
+    state = load_checkpoint(path)
     if not {"model", "resolution", "unet"} <= set(state):
         raise BadValue(f"{path} is not a segmenter checkpoint (needs model, resolution and unet entries; "
                        f"found {sorted(state)})")
