@@ -1,25 +1,18 @@
-// bias_act: the CUDA launch of the kernel in bias_act_kernel.cuh.
-#include <torch/extension.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-
+// bias_act: the CUDA launch of the kernel in bias_act_kernel.cuh, called by the binding in bias_act.cpp. No torch
+// header, so nvcc compiles it in seconds.
+#include "launch.h"
 #include "bias_act_kernel.cuh"
 
-torch::Tensor bias_act_cuda(torch::Tensor x, torch::Tensor b, torch::Tensor g1, torch::Tensor g2,
-                            int mode, int act, double alpha, double gain, double clamp, int64_t step)
+cudaError_t bias_act_launch(KernelDtype dtype, void* out, const void* x, const void* b, const void* g1,
+                            const void* g2, int mode, int act, double alpha, double gain, double clamp, int64_t n,
+                            int64_t step, int64_t nb, cudaStream_t stream)
 {
-    const at::cuda::OptionalCUDAGuard guard(device_of(x));
-    auto out = torch::empty_like(x);
-    const int64_t n = x.numel();
-    if (n == 0) return out;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, x.scalar_type(), "bias_act", [&] {
-        bias_act_kernel<scalar_t><<<grid_blocks(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-            out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-            b.numel() ? b.data_ptr<scalar_t>() : nullptr,
-            g1.numel() ? g1.data_ptr<scalar_t>() : nullptr,
-            g2.numel() ? g2.data_ptr<scalar_t>() : nullptr,
-            mode, act, (float)alpha, (float)gain, (float)clamp, alpha, gain, clamp, n, step, b.numel());
+    return dispatch_dtype(dtype, [&](auto zero) {
+        using scalar_t = decltype(zero);
+        bias_act_kernel<scalar_t><<<grid_blocks(n), kThreads, 0, stream>>>(
+            static_cast<scalar_t*>(out), static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(b),
+            static_cast<const scalar_t*>(g1), static_cast<const scalar_t*>(g2),
+            mode, act, (float)alpha, (float)gain, (float)clamp, alpha, gain, clamp, n, step, nb);
+        return cudaGetLastError();
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return out;
 }

@@ -1,8 +1,12 @@
-// Shared by both kernels and by both of their launchers (CUDA: *.cu, CPU test harness: cpu/kernels_cpu.cpp).
+// Shared by both kernels, their launchers (CUDA: *.cu, CPU test harness: cpu/kernels_cpu.cpp) and host bindings.
 // Plain C++: no CUDA header is needed to compile it.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+
+// The dtypes the kernels are built for, as the host bindings (*.cpp) name them to the CUDA launch code (*.cu),
+// whose types differ from torch's (__half for at::Half, __nv_bfloat16 for at::BFloat16).
+enum KernelDtype { kFloat64, kFloat32, kFloat16, kBFloat16 };
 
 // Accumulation type: float for float, half and bfloat16; double for double.
 template <typename T> struct AccType { using type = float; };

@@ -15,6 +15,8 @@ from dataclasses import fields
 
 import click
 
+from cuda_ops._build import build_all, cache_root, cannot_build, cuda_arch_flags, describe_archs, find_cuda_home
+
 from . import encoding
 from .command import command, device_option, group
 from .data.cli import synthetic
@@ -24,7 +26,7 @@ from .convert import LAYOUTS
 from .convert import convert as convert_file
 from .directions.latent import BRIGHTNESS
 from .distill import VAL_SEED, distill_seeds, pair_source, pairs_resolution, real_sources
-from .errors import BadValue, about
+from .errors import BadValue, UserError, about
 from .evaluation.baselines import METHODS
 from .evaluation.cli import baselines, benchmarks, evaluate, fid, gt_mask_options, score_generated
 from .evaluation.evaluate import open_source
@@ -324,11 +326,38 @@ def demo(out, num, device):
     click.echo(format_summary(summary, time.time() - start if summary.get("again") else None))
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# build-ops
+
+
+@command("build-ops")
+@click.option("--verbose", is_flag=True, help="Show the compilers' commands and output.")
+def build_ops(verbose):
+    """Build the fused CUDA ops ahead of time, into the cache their first use reads, and report each: built,
+    cached or failed (why), with seconds. TORCH_CUDA_ARCH_LIST and LAYERED_GAN_CACHE apply as at run time.
+    Exit code 0: all built or cached; 1: an op failed; 2: nothing can be built here (no CUDA toolkit, or a CPU
+    build of torch), and the ops run their exact PyTorch reference."""
+    reason = cannot_build()
+    if reason:
+        raise UserError(f"nothing built: {reason}; the fused ops run their exact PyTorch reference")
+    try:
+        flags, source = cuda_arch_flags()
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
+    click.echo(f"building for {describe_archs(flags)} ({source}) with {find_cuda_home()} into {cache_root()}")
+    failed = False
+    for name, status, seconds in build_all(verbose):
+        click.echo(f"{name}: {status} ({seconds:.1f} s)")
+        failed |= status.startswith("failed")
+    if failed:
+        raise SystemExit(1)  # a click Exit would be read as success by command.run_standalone
+
+
 COMMANDS = {
     "demo": demo, "train": train, "generate": generate, "encode": encode, "evaluate": evaluate,
     "score-generated": score_generated, "baselines": baselines, "benchmarks": benchmarks, "segment": segment,
     "distill": distill, "pairs": pairs, "prepare": prepare, "synthetic": synthetic, "directions": directions,
-    "labels4free": labels4free, "fid": fid, "convert": convert,
+    "labels4free": labels4free, "fid": fid, "convert": convert, "build-ops": build_ops,
 }
 for _name, _command in COMMANDS.items():
     main.add_command(_command, _name)

@@ -1,10 +1,10 @@
 // The CUDA kernels of upfirdn2d and bias_act compiled as C++ and launched on the CPU (see cuda_shim.h), with
 // the same bindings as the CUDA extensions so that the ops' Python code can drive them. For tests only.
-#include <torch/extension.h>
+#include "../host.h"
 
 #include "cuda_shim.h"
 #include "../bias_act_kernel.cuh"
-#include "../upfirdn2d_host.h"
+#include "../upfirdn2d_kernel.cuh"
 
 static int64_t max_blocks = kMaxBlocks;
 static int64_t last_grid = 0;
@@ -29,7 +29,6 @@ static torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int up
     launch_grid(total);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, x.scalar_type(), "upfirdn2d", [&] {
         using acc_t = typename AccType<scalar_t>::type;
-        check_filter_dtype<scalar_t>(f);
         launch_on_cpu(upfirdn2d_kernel<scalar_t>, dim3(last_grid), dim3(kThreads),
                       x.data_ptr<scalar_t>(), f.data_ptr<acc_t>(), y.data_ptr<scalar_t>(), p);
     });
