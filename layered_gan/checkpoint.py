@@ -3,6 +3,7 @@
 import os
 
 import torch
+from torch.utils._pytree import tree_map
 
 from .errors import BadValue, MissingPath
 from .files import atomic_write
@@ -14,7 +15,9 @@ def checkpoint_file(path):
 
 
 def save_checkpoint(state, path):
-    """torch.save, atomically (files.atomic_write): a crash never leaves a half-written checkpoint."""
+    """torch.save of `state`'s tensors moved to the CPU (the file loads anywhere, with or without map_location),
+    atomically (files.atomic_write): a crash never leaves a half-written checkpoint."""
+    state = tree_map(lambda x: x.detach().cpu() if isinstance(x, torch.Tensor) else x, state)
     atomic_write(path, lambda fh: torch.save(state, fh))
 
 

@@ -24,6 +24,7 @@ from .directions.cli import anchor_options
 from .directions.cli import cli as directions
 from .convert import LAYOUTS
 from .convert import convert as convert_file
+from .devices import place
 from .directions.latent import BRIGHTNESS
 from .distill import VAL_SEED, distill_seeds, pair_source, pairs_resolution, real_sources
 from .errors import BadValue, UserError, about
@@ -146,9 +147,8 @@ def encode(ckpt, images, out, gt, synthetic_test, max_images, amortized, encoder
     settings = encoding.Options(option_group(encoding.Training, options), option_group(encoding.Loss, options),
                                 option_group(encoding.Refinement, options, "refine_"),
                                 option_group(encoding.Output, options))
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if device == "cuda" and world > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    placement = place(device)  # under torchrun: each process its own GPU, its share of the images
+    device, rank, world = placement.device, placement.rank, placement.world
     with about("--ckpt"):
         synthesis, D, cfg = encoding.load_layered_run(
             ckpt, device, bool(settings.loss.feature_weight or settings.refinement.feature_weight))

@@ -24,6 +24,7 @@ import os
 import numpy as np
 import torch
 
+from . import rng
 from .data.dataset import ImageDataset
 from .data.readers import open_reader
 from .data.synthetic import build_synthetic, split_paths
@@ -155,7 +156,7 @@ def seed_batches(seed, source, filters, batch, pairs_dir, resolution):
         ds = ImageDataset(os.path.join(pairs_dir, "images"), resolution, crop="center", hflip=True,
                           masks=os.path.join(pairs_dir, "masks"))
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
-                                             generator=torch.Generator().manual_seed(seed))
+                                             generator=rng.generator(seed))
         return repeat(loader), None
     train_filters = default_filters(**filters)
     return PairStream(source, train_filters, batch, seed), train_filters

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from . import rng
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.dataset import to_tensor
 from .data.readers import DecodeError
@@ -295,7 +296,7 @@ def process_chunk(index, names, source, view, loss, out, options, encoder=None, 
             t = options.training
             torch.manual_seed(t.seed * 1_000_003 + index)
             encoder = build_encoder(loss.synthesis, t.width, t.offsets, t.backbone).to(device)
-            gen = torch.Generator().manual_seed(t.seed * 1_000_003 + index)
+            gen = rng.generator(t.seed * 1_000_003 + index)
             record["curve"] = train_encoder(
                 encoder, loss, lambda: targets[torch.randint(len(targets), (t.batch,), generator=gen)],
                 t.steps, t.lr, bar=bar, backbone_lr=t.backbone_lr)[::10]
@@ -385,7 +386,7 @@ def amortized_encoder(path, loss, source, names, view, training, device, bar=Non
         return load_encoder(path, loss.synthesis, device)
     torch.manual_seed(training.seed)
     encoder = build_encoder(loss.synthesis, training.width, training.offsets, training.backbone).to(device)
-    gen = torch.Generator().manual_seed(training.seed)
+    gen = rng.generator(training.seed)
 
     def sample():
         picked = [names[i] for i in torch.randint(len(names), (training.batch,), generator=gen)]

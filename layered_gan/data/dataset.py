@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import rng
 from ..errors import BadValue
 from .readers import DecodeError, PreparedLmdbReader, decode_image, is_prepared_lmdb, open_reader
 from .synthetic import build_synthetic, split_paths
@@ -139,7 +140,7 @@ class ImageDataset(torch.utils.data.Dataset):
         generator = None
         if isinstance(index, (tuple, list)):
             index, seed = index
-            generator = torch.Generator().manual_seed(int(seed))
+            generator = rng.generator(int(seed))
         for attempt in range(len(self)):
             try:
                 img, mask = self._load((index + attempt) % len(self))
@@ -204,7 +205,7 @@ class ResumableSampler(torch.utils.data.Sampler):
         position = self.start + self.rank
         while True:
             epoch, offset = divmod(position, self.length)
-            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            order = torch.randperm(self.length, generator=rng.generator(self.seed * 100003 + epoch))
             while offset < self.length:
                 yield int(order[offset]), self.seed * 1000003 + position
                 position += self.world_size

@@ -22,6 +22,7 @@ import os
 import numpy as np
 import torch
 
+from .. import rng
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import BadValue, MissingPath
 from ..networks.layers import ModulatedConv
@@ -42,7 +43,7 @@ def sefa(G, k):
 @torch.no_grad()
 def pca(space, k, samples=10000, seed=0, batch=1000):
     """The top k principal directions [k, dim] of `samples` codes drawn from space (a LatentSpace in W)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = rng.generator(seed)
     codes = torch.cat([space.sample(min(batch, samples - i), generator)[0].cpu() for i in range(0, samples, batch)])
     _, _, vh = torch.linalg.svd(codes - codes.mean(0), full_matrices=False)
     return vh[:k]
@@ -50,7 +51,7 @@ def pca(space, k, samples=10000, seed=0, batch=1000):
 
 def random_directions(dim, k, seed=0):
     """k Gaussian unit directions [k, dim]."""
-    v = torch.randn(k, dim, generator=torch.Generator().manual_seed(seed))
+    v = torch.randn(k, dim, generator=rng.generator(seed))
     return v / v.norm(dim=1, keepdim=True)
 
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import rng
+
 SOBEL = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])  # g = [1 2 1]^T [1 0 -1]
 
 
@@ -48,7 +50,7 @@ def loss_terms(shifted, base_edges, prior):
 
 def find_direction(space, lam=5.0, eps=0.2, steps=1000, lr=0.05, batch=16, seed=0, progress=True):
     """Optimize eq. (1) over unit directions in `space` (a LatentSpace). Returns (v [dim], last step's terms)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = rng.generator(seed)
     u = torch.randn(space.dim, generator=generator).to(space.device).requires_grad_()
     optimizer = torch.optim.Adam([u], lr=lr)
     prior = None

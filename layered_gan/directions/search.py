@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from .. import rng
 from ..errors import BadValue
 from ..files import write_json
 from ..images import save_image_grid
@@ -68,7 +69,7 @@ def print_table(rows, columns, echo=print):
 @torch.no_grad()
 def save_strips(space, shifts, names, out, samples, seed):
     """OUT/strips/{row:03d}_{name}.png: one row [G(z - h), G(z), G(z + h)] per sample, the same z for every row."""
-    codes, noise = space.sample(samples, torch.Generator().manual_seed(seed))
+    codes, noise = space.sample(samples, rng.generator(seed))
     for row, (shift, name) in enumerate(zip(shifts.to(space.device), names)):
         images = torch.stack([space.render(codes + s, noise) for s in (-shift, 0 * shift, shift)], 1)
         save_image_grid(images.flatten(0, 1), os.path.join(out, "strips", f"{row:03d}_{name}.png"), nrow=3)
@@ -105,8 +106,8 @@ def find_voynov(space, search, echo=print):
 @torch.no_grad()
 def melas_figures(space, shift, eval_batch, seed, mode):
     """L_c, L_s, the gain in centre brightness (L_c(G(z)) - L_c) and the coverage of [G(z + shift) > G(z)], held out."""
-    pairs = DirectionPairs(space, shift, mode=mode).sample(eval_batch, torch.Generator().manual_seed(seed + 1))
-    codes, noise = space.sample(eval_batch, torch.Generator().manual_seed(seed + 1))  # the same latents again
+    pairs = DirectionPairs(space, shift, mode=mode).sample(eval_batch, rng.generator(seed + 1))
+    codes, noise = space.sample(eval_batch, rng.generator(seed + 1))  # the same latents again
     base = space.render(codes, noise)
     prior = radial_prior(*base.shape[-2:]).to(base)
     edges = sobel(base)

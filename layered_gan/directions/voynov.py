@@ -22,6 +22,7 @@ import math
 import torch
 from tqdm import tqdm
 
+from .. import rng
 from .latent import brightness, to_unit
 
 INIT_OFFSET = 0.1
@@ -88,8 +89,8 @@ def score_candidates(space, shifts, steps=200, lr=0.005, batch=4, eval_batch=16,
     results = []
     for shift in tqdm(shifts, desc="fitting colour operators", unit="direction", disable=not progress):
         pairs = ShiftPairs(space, shift.to(space.device))
-        A, b = fit_operators(pairs, steps, lr, batch, torch.Generator().manual_seed(seed), space.device)
-        held_out = pairs(eval_batch, torch.Generator().manual_seed(seed + 1))
+        A, b = fit_operators(pairs, steps, lr, batch, rng.generator(seed), space.device)
+        held_out = pairs(eval_batch, rng.generator(seed + 1))
         results.append({**score_operators(A, b, *held_out, mode=mode), "A": A.cpu(), "b": b.cpu()})
     return results
 

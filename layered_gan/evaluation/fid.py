@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from tqdm import tqdm
 
+from .. import rng
 from ..render import composite
 from ..sampling import sample_layers
 from ..errors import BadValue, MissingPath, about
@@ -160,7 +161,7 @@ class FIDScorer:
     def __init__(self, features, real, num, batch=100, device="cpu", progress=True):
         self.features, self.num, self.batch, self.device, self.progress = features, num, batch, device, progress
         loader = torch.utils.data.DataLoader(real, batch_size=batch, shuffle=True,
-                                             generator=torch.Generator().manual_seed(0))
+                                             generator=rng.generator(0))
         self.real = collect_features(features, iter(loader), num, progress, desc="real images")
 
     def __call__(self, G):
@@ -171,7 +172,7 @@ class FIDScorer:
 
 def generated_batches(G, batch, seed, device, truncation=1.0):
     """Endless images in [-1, 1]: a layered generator's unshifted composites, a plain one's images."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed)
     while True:
         out = sample_layers(G, batch, gen, truncation, device)
         images = out if isinstance(out, torch.Tensor) else composite(out.background, out.foreground, out.mask)

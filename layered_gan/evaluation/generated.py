@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import rng
 from ..data.dataset import ImageDataset
 from ..data.synthetic import build_synthetic, split_paths
 from ..errors import BadValue, MissingPath
@@ -75,7 +76,7 @@ def train_reference(synthetic, steps=1200, batch=32, width=16, lr=1e-3, seed=0, 
     images, masks = split_paths(root, "train")
     ds = ImageDataset(images, res, crop="center", hflip=True, masks=masks)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(seed))
+                                         generator=rng.generator(seed))
     fit(model, repeat(loader), steps, lr, device=device, progress=progress, desc="reference U-Net")
     iou = held_out_iou(model, root)
     save_segmenter(model, path, test_iou=iou, settings=settings)
@@ -163,7 +164,7 @@ def score_masks(source, reference, num=2000, batch=100, min_area=0.01, threshold
     its size: a mask that only follows the generators' centre bias scores no more); soft_mask_share:
     pixels in (0.1, 0.9); mask_mean: mean mask value; mask_coverage: share > threshold.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = rng.generator(seed)
     reference = reference if isinstance(reference, ExternalReference) else UNetReference(reference)
     size = reference.resolution
     ious, full, centre, soft, means, coverage, skipped, multi = [], [], [], [], [], [], 0, 0

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from .. import rng
 from ..errors import BadValue
 from ..files import write_json
 
@@ -61,7 +62,7 @@ def trgb_layers(synthesis):
 def trgb_noise_sensitivity(G, num=64, batch=16, truncation=1.0, seed=0, device="cpu"):
     """{resolution: SSIM [num]} of G(w, n) with that resolution's tRGB input replaced by N(0, I) noise
     against the clean G(w, n) (sec. 3.1); latents, noise and perturbations drawn from `seed`."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed)
     layers = trgb_layers(G.synthesis)
     window = min(11, G.synthesis.resolution - 1)  # 7 x 7 at 8 px
     scores = {r: [] for r in layers}

@@ -16,6 +16,7 @@ import os
 import click
 import torch
 
+from .. import rng
 from ..command import device_option, group
 from ..data.dataset import ImageDataset
 from ..errors import BadValue, about
@@ -151,7 +152,7 @@ def bg_gradients(ckpt, out, num, box, crops, truncation, channel_fraction, seed,
     """Rank synthesis layers by the gradients of reconstructing background crops (sec. 3.2)."""
     box = None if crops else parse_box(box)
     G = analysis_generator(ckpt, device)
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed)
     ws = G.styles(torch.randn(num, G.z_dim, generator=gen).to(device), truncation=truncation)
     noise = G.make_noise(num, device, gen)
     if crops:

@@ -12,6 +12,7 @@ import os
 import torch
 from tqdm import tqdm
 
+from .. import rng
 from ..files import save_png, write_json
 from ..images import to_uint8
 from ..projection import project as project_images
@@ -37,7 +38,7 @@ def write_samples(G, num, out, threshold=0.9, truncation=1.0, seed=0, batch=64, 
 
     Latents and noise are drawn in whole batches as the pair stream draws them, so the same seed and batch
     give the same samples as `--lmdb`; OUT/images and OUT/masks are what `distill --pairs OUT` reads."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed)
     for start in tqdm(range(0, num, batch), desc="sampling", unit="batch", disable=not progress):
         layers = sample_layers(G, batch, gen, truncation, device)
         layers = type(layers)(*(t[:num - start] for t in layers))

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from .. import rng
 from ..files import partial_folder, save_png, write_json
 from ..images import to_uint8
 from ..perturbations import random_placement
@@ -78,7 +79,7 @@ class PairStream:
     def __init__(self, source, filters, batch, seed=0, draw=None):
         self.source, self.filters, self.batch = source, filters, batch
         self.draw = draw or batch  # pairs sampled per call to the source
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = rng.generator(seed)
         self.buffer = None
         self.warned = False
 

@@ -7,6 +7,7 @@ gives), so the segmenter meets the real domain, whose texture and layout the gen
 
 import torch
 
+from .. import rng
 from .model import predict
 
 
@@ -28,7 +29,7 @@ def real_share(batch):
 def mixed_batches(generated, images, labels, batch, seed):
     """Endless (image, mask) batches of `batch`: each batch of `generated` (batch - real_share(batch) pairs), then
     real_share(batch) labelled real images drawn with replacement, each flipped horizontally at random."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed)
     real_count = real_share(batch)
     for x, y in generated:
         if len(x) != batch - real_count:

@@ -10,6 +10,7 @@ shift_draw ("integer": uniform over -δ..δ; "rounded": round(U(-δ, δ)), the c
 
 import torch
 
+from ... import rng
 from ...errors import BadValue
 from ...losses import mask_binarization, mask_max_coverage_hinge, mask_size_hinge
 from ...networks.projected import ProjectedDiscriminator
@@ -87,7 +88,7 @@ class PerturbGAN(Objective):
     def grids(self, G_ema, z, noise, phase):
         """Rows: background, foreground, mask, foreground x mask, composite, shifted composite."""
         layers = G_ema(z, noise=noise, resolution=phase.resolution, alpha=phase.alpha)
-        shifted, _ = perturbed_composite(layers, self.pcfg, torch.Generator().manual_seed(0), jitter=False)
+        shifted, _ = perturbed_composite(layers, self.pcfg, rng.generator(0), jitter=False)
         return {"background": layers.background, "foreground": layers.foreground,
                 "mask": (layers.mask * 2 - 1).expand(-1, 3, -1, -1), "foreground_x_mask": layers.foreground * layers.mask,
                 "composite": composite(layers.background, layers.foreground, layers.mask), "shifted_composite": shifted}
