@@ -20,7 +20,7 @@ dry=0
 [ "${1:-}" = "--dry-run" ] && dry=1
 out=${OUT:-bench/gpu_out}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" LAYERED_GAN_CACHE="${LAYERED_GAN_CACHE:-$PWD/$out/cache}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" LAYERED_GAN_CACHE="${LAYERED_GAN_CACHE:-$(cd "$out" && pwd)/cache}"
 if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH="$PYTHONPATH:/tmp/site"
