@@ -277,6 +277,18 @@ def load_plugin(name):
     return _plugins[name]
 
 
+def describe_ops(device):
+    """One line: which implementation the fused ops use on `device` (building the kernels now on CUDA, so that a
+    build happens, or fails, before training rather than at its first step)."""
+    if torch.device(device).type != "cuda":
+        return f"fused ops: PyTorch reference (the CUDA kernels run on CUDA devices only; {device})"
+    built = {name: load_plugin(name) is not None for name in ("upfirdn2d", "bias_act")}
+    if all(built.values()):
+        return "fused ops: CUDA kernels (upfirdn2d, bias_act)"
+    missing = ", ".join(name for name, ok in built.items() if not ok)
+    return f"fused ops: PyTorch reference for {missing} (its CUDA kernel could not be built: see the warning)"
+
+
 def choose_impl(impl, x, name):
     """Resolve impl='auto'|'ref'|'cuda' for tensor `x`; returns 'ref' or 'cuda'."""
     if impl not in ("auto", "ref", "cuda"):

@@ -208,3 +208,14 @@ def test_build_ops_reports_each_op(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;Hopper")
     result = CliRunner().invoke(main, ["build-ops"])
     assert result.exit_code == 2 and "'Hopper' is not a CUDA architecture" in result.stderr, result.output
+
+
+def test_the_start_line_names_the_ops_implementation(monkeypatch):
+    """Nothing falls back silently: a CUDA run says whether each kernel was built (here: one was not)."""
+    monkeypatch.setitem(_build._plugins, "upfirdn2d", object())
+    monkeypatch.setitem(_build._plugins, "bias_act", None)
+    assert _build.describe_ops("cuda:0") == ("fused ops: PyTorch reference for bias_act (its CUDA kernel could not "
+                                             "be built: see the warning)")
+    monkeypatch.setitem(_build._plugins, "bias_act", object())
+    assert _build.describe_ops("cuda") == "fused ops: CUDA kernels (upfirdn2d, bias_act)"
+    assert _build.describe_ops("meta").startswith("fused ops: PyTorch reference")

@@ -145,3 +145,5 @@ def test_train_prints_its_device_once_at_start(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, args + [item for value in TINY for item in ("--set", value)])
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stderr.splitlines().count("device: cpu (1 process)") == 1, result.stderr
+    ops = [line for line in result.stderr.splitlines() if line.startswith("fused ops:")]
+    assert ops == ["fused ops: PyTorch reference (the CUDA kernels run on CUDA devices only; cpu)"], result.stderr

@@ -15,6 +15,8 @@ import os
 import click
 import torch
 
+from cuda_ops import describe_ops
+
 from ..command import command, device_option
 from ..config import load_config, with_overrides
 from ..data.dataset import check_data
@@ -78,6 +80,7 @@ def train(cfg_name, data, out, overrides, resume, force, device):
     start(placement)
     if placement.rank == 0:
         click.echo(placement.describe(), err=True)
+        click.echo(describe_ops(placement.device), err=True)
     train_run(cfg, out, resume, placement.device)
     if placement.rank == 0:
         print(f"run written to {out}/: layers.png and grids/ (samples), checkpoint.pt, config.json, "
