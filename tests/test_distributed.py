@@ -2,8 +2,8 @@
 device and process-group backend each process gets from --device and torchrun's environment."""
 
 import os
-
 import socket
+from unittest import mock
 
 import pytest
 import torch
@@ -16,7 +16,9 @@ from layered_gan.config import load_config
 from layered_gan.devices import Placement, place, start
 from layered_gan.errors import BadValue
 from layered_gan.networks import Discriminator, channel_widths
-from layered_gan.training.loop import average_gradients, train
+from layered_gan.networks.projected import ProjectedDiscriminator
+from layered_gan.training import loop
+from layered_gan.training.loop import average_gradients, check_batches, train
 
 
 def _make_d():
@@ -28,8 +30,13 @@ def _gradient_worker(rank, world, init, x, out):
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     D = _make_d()
     D(x[rank::world]).square().mean().backward()  # this rank's half of the batch
+    per_parameter = {n: p.grad.clone() for n, p in D.named_parameters()}
+    for grad in per_parameter.values():  # one all-reduce per parameter, as before the bucket
+        dist.all_reduce(grad)
+        grad /= world
     average_gradients(D, world)
     torch.save({n: p.grad for n, p in D.named_parameters()}, f"{out}/grads{rank}.pt")
+    torch.save(per_parameter, f"{out}/per_parameter{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -41,8 +48,11 @@ def test_averaged_gradients_equal_one_process_on_the_combined_batch(tmp_path):
     # gives one process the same groups.
     D(torch.cat([x[0::2], x[1::2]]).reshape(2, 4, 3, 16, 16).transpose(0, 1).reshape(8, 3, 16, 16)).square().mean().backward()
     grads = [torch.load(tmp_path / f"grads{r}.pt", weights_only=True) for r in range(2)]
+    per_parameter = torch.load(tmp_path / "per_parameter0.pt", weights_only=True)
     for name, p in D.named_parameters():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=0)  # ranks agree exactly
+        # the bucket sums each element as the per-parameter all-reduce does (a + b), bit for bit
+        torch.testing.assert_close(grads[0][name], per_parameter[name], rtol=0, atol=0)
         torch.testing.assert_close(grads[0][name], p.grad, rtol=1e-5, atol=1e-6)  # and match one process
 
 
@@ -74,6 +84,114 @@ def test_two_process_training_keeps_ranks_identical(tmp_path, discriminator):
     for name in states[0]:
         assert torch.equal(states[0][name], states[1][name]), name
     assert (out / "checkpoint.pt").exists() and (out / "layers.png").exists()  # written by rank 0
+
+
+STYLEGAN2_TINY = ['data.synthetic={"resolution": 32, "count": 64, "test_count": 8, "seed": 0}',
+                  'model={"resolution": 16, "z_dim": 16, "w_dim": 16, "n_mlp": 1, "channel_base": 128, '
+                  '"channel_max": 8, "mbstd_group": 4}',
+                  'schedule={"start_resolution": 16, "phase_kimg": 0, "total_kimg": 0.032, "batch": 8, "lr": 0.002}',
+                  'loss={"r1_gamma": 1.0, "r1_interval": 2, "pl_weight": 2.0, "pl_interval": 3}',
+                  "workers=0", "log.tick_kimg=0.032", "log.grid_size=4"]
+"""stylegan2_demo for 4 steps: lazy R1 on steps 0 and 2, path length on steps 0 and 3."""
+
+STEP_RUNS = {"demo": ("demo", TINY + ["schedule.total_kimg=0.048"]),
+             "stylegan2_demo_lazy_r1_pl": ("stylegan2_demo", STYLEGAN2_TINY),
+             "projected_d": ("demo", ['model.discriminator="projected"', "model.projected_resolution=64",
+                                      'loss.type="hinge"'] + TINY + ["schedule.total_kimg=0.024"])}
+
+
+def _step_worker(rank, world, init, cfg, out):
+    """train() with torch.distributed.all_reduce counted and G's and D's state recorded after every step."""
+    os.environ["LAYERED_GAN_CACHE"] = cfg.pop("_cache")
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    calls, steps = [0], []
+    all_reduce, train_step = dist.all_reduce, loop.train_step
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return all_reduce(*args, **kwargs)
+
+    def recorded(run, *args):
+        calls[0] = 0
+        result = train_step(run, *args)
+        state = {f"{name}.{key}": value.clone() for name, net in (("G", run.G), ("D", run.D))
+                 for key, value in net.state_dict().items()}
+        steps.append({"all_reduces": calls[0], "stats": sorted(result[0]), "state": state})
+        return result
+
+    with mock.patch.object(dist, "all_reduce", counted), mock.patch.object(loop, "train_step", recorded):
+        train(cfg, out)
+    torch.save(steps, f"{out}/steps{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache (the synthetic data set, built once) for the step-counting runs."""
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.mark.parametrize("run", STEP_RUNS)
+def test_one_all_reduce_per_network_step_and_identical_ranks_after_every_step(tmp_path, shared_cache, run):
+    """Counted, not assumed: at most 2 all-reduces per training step (D's gradients; G's gradients with the
+    truncation centres and D's batch-norm statistics), on steps with and without lazy R1 and path length; after
+    every step both ranks hold the same G and D, buffers included (the projected D's batch norms)."""
+    name, overrides = STEP_RUNS[run]
+    cfg = load_config(name, overrides)
+    cfg["_cache"] = shared_cache
+    out = tmp_path / "run"
+    mp.spawn(_step_worker, args=(2, f"file://{tmp_path}/init", cfg, str(out)), nprocs=2)
+    ranks = [torch.load(out / f"steps{r}.pt", weights_only=True) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) >= 3
+    for step, (a, b) in enumerate(zip(*ranks)):
+        assert a["all_reduces"] == b["all_reduces"] <= 2, (step, a["all_reduces"])
+        for key in a["state"]:
+            assert torch.equal(a["state"][key], b["state"][key]), (step, key)
+    if run.startswith("stylegan2"):  # lazy regularization ran on some steps and not on others
+        assert [("loss/r1" in s["stats"], "loss/path_length" in s["stats"]) for s in ranks[0]] == [
+            (True, True), (False, False), (True, False), (False, True)]
+
+
+MBSTD = [(TINY, 2, None), (TINY + ['schedule.batch={"8": 16, "16": 32}'], 4, None), (TINY, 1, None),
+         (TINY + ['schedule.batch={"8": 8, "16": 12}'], 2,
+          "batch 12 at 16 px: 6 per process (of 2), which model.mbstd_group = 4 does not divide "
+          "(minibatch-stddev groups never span processes); use a batch that is a multiple of 8"),
+         (TINY, 8, "batch 8 at 8 px: 1 per process (of 8), which model.mbstd_group = 4 does not divide"),
+         (TINY + ['schedule.batch={"8": 8, "16": 12}'], 1, None),  # one process: the group shrinks to 3, as before
+         (TINY + ['model.discriminator="projected"', "model.projected_resolution=64", 'loss.type="hinge"'], 8, None),
+         (TINY, 3, "batch 8 at 8 px does not split over 3 processes")]
+
+
+@pytest.mark.parametrize("overrides, world, line", MBSTD, ids=[f"{i}-world{w}" for i, (_, w, _) in enumerate(MBSTD)])
+def test_a_per_process_batch_the_mbstd_group_cannot_divide_is_refused(overrides, world, line):
+    cfg = load_config("demo", overrides)
+    m = cfg["model"]
+    D = (ProjectedDiscriminator(m["projected_resolution"]) if m["discriminator"] == "projected" else
+         Discriminator(m["resolution"], channels=channel_widths(16, 128, 8), mbstd_group=m["mbstd_group"]))
+    if line is None:
+        check_batches(cfg, world, D)
+        return
+    with pytest.raises(BadValue) as refusal:
+        check_batches(cfg, world, D)
+    assert line in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def _refused_worker(rank, world, init, cfg, out):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        train(cfg, out)
+    except BadValue as refusal:
+        torch.save(str(refusal), f"{out}.refusal{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_train_refuses_the_mbstd_split_before_writing_anything(tmp_path):
+    cfg = load_config("demo", TINY + ['schedule.batch={"8": 8, "16": 12}'])  # the 16 px phase: 6 per process
+    out = tmp_path / "run"
+    mp.spawn(_refused_worker, args=(2, f"file://{tmp_path}/init", cfg, str(out)), nprocs=2)
+    for r in range(2):
+        assert "model.mbstd_group = 4 does not divide" in torch.load(f"{out}.refusal{r}.pt")
+    assert not out.exists()
 
 
 def torchrun(world, rank, local_world, local_rank):

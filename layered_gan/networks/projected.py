@@ -5,7 +5,9 @@ ImageNet EfficientNet-Lite0 (networks/efficientnet.py); its four feature stages 
 1x1 convolutions: cross-channel mixing (CCM, one per stage) and cross-scale mixing (CSM, a feature pyramid
 fused from the coarsest stage down, each level up-sampled x2); a small discriminator per level (spectrally
 normalized 4x4 stride-2 convolutions, batch norm, leaky ReLU 0.2, then a 4x4 convolution to a map of logits)
-scores it; the logits of all levels are concatenated, [B, N]. Trained with the hinge loss, without R1.
+scores it; the logits of all levels are concatenated, [B, N]. Trained with the hinge loss, without R1. Under
+several processes each batch norm normalizes by its process's batch and the training loop averages the running
+statistics after every step (training/loop.py `shared_buffers`; torch's SyncBatchNorm refuses CPU tensors).
 
 The projections are never trained: they are buffers (saved in checkpoints, so a run's D does not depend on how
 a seed is turned into weights) and `requires_grad_` cannot touch them. The feature network is kept outside the
