@@ -79,7 +79,8 @@ def our_checkpoint(G, D=None, description="converted"):
     cfg["description"] = description
     cfg["model"] = {"resolution": G.synthesis.resolution, "z_dim": G.z_dim, "w_dim": G.synthesis.w_dim,
                     "n_mlp": len(G.mapping.layers), "channel_base": channel_base, "channel_max": channel_max,
-                    "mbstd_group": 4 if D is None else D.mbstd_group, "conv_clamp": conv_clamp}
+                    "mbstd_group": 4 if D is None else D.mbstd_group, "conv_clamp": conv_clamp,
+                    "num_fp16_res": G.synthesis.num_fp16_res}
     torch.manual_seed(0)  # the fromRGB layers the source lacks: a reproducible fresh initialization
     G_ours, D_ours = build_models(cfg)
     _copy(G, G_ours, "the generator")

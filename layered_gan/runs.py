@@ -47,13 +47,20 @@ def _widths(m):
     return channel_widths(m["resolution"], m["channel_base"], m["channel_max"])
 
 
+def _fp16(m):
+    """{conv_clamp, num_fp16_res} of a model section: model.num_fp16_res (0 if absent) and model.conv_clamp,
+    256 where absent and num_fp16_res > 0 (stylegan2-ada's pairing), else None; an explicit value is kept."""
+    num_fp16_res = m.get("num_fp16_res", 0)
+    return {"conv_clamp": m.get("conv_clamp", 256 if num_fp16_res else None), "num_fp16_res": num_fp16_res}
+
+
 def _discriminator(m, progressive=True):
     """model.discriminator: "stylegan2" (the papers' residual D) or "projected" (Projected GAN's, on frozen
     ImageNet features at model.projected_resolution px; networks/projected.py)."""
     if m.get("discriminator", "stylegan2") == "projected":
         return ProjectedDiscriminator(m.get("projected_resolution", 224))
     return Discriminator(m["resolution"], channels=_widths(m), mbstd_group=m.get("mbstd_group", 4),
-                         progressive=progressive, formulation=m.get("formulation", "fast"))
+                         progressive=progressive, formulation=m.get("formulation", "fast"), **_fp16(m))
 
 
 def _labels4free_generator(cfg):
@@ -78,11 +85,11 @@ def build_models(cfg):
     formulation = m.get("formulation", "fast")
     if mode == "perturb":
         G = LayeredGenerator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m),
-                             variant=m.get("variant", "two"), formulation=formulation)
+                             variant=m.get("variant", "two"), formulation=formulation, **_fp16(m))
         return G, _discriminator(m)
     if mode == "stylegan2":
         G = Generator(m["resolution"], m["z_dim"], m["w_dim"], m["n_mlp"], channels=_widths(m), formulation=formulation,
-                      conv_clamp=m.get("conv_clamp"))
+                      **_fp16(m))
         return G, _discriminator(m)
     if mode == "labels4free":
         return _labels4free_generator(cfg), _discriminator(m, progressive=False)

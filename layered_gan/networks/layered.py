@@ -26,13 +26,13 @@ class Layers(NamedTuple):
 
 class LayeredGenerator(nn.Module):
     def __init__(self, resolution, z_dim=512, w_dim=512, n_mlp=8, lr_mlp=0.01, channels=None, variant="two",
-                 formulation="fast"):
+                 formulation="fast", conv_clamp=None, num_fp16_res=0):
         super().__init__()
         if variant not in VARIANTS:
             raise BadValue(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
         self.z_dim = z_dim
-        kw = dict(channels=channels, formulation=formulation)
+        kw = dict(channels=channels, formulation=formulation, conv_clamp=conv_clamp, num_fp16_res=num_fp16_res)
         if variant == "single":
             self.fg = Generator(resolution, z_dim, w_dim, n_mlp, lr_mlp, img_channels=7, **kw)
         else:

@@ -74,8 +74,11 @@ def conv2d_resample(x, weight, resample_filter, up=1, down=1, groups=1, formulat
     first and runs the conv with stride 2 (4x fewer MACs); 'fused' runs a 1x1 conv
     after the FIR has decimated (the FIR computes a quarter of the samples).
     bias [O]: added by the convolution ('fast' and 'fused' without up-sampling only).
+    weight and bias are cast to x's dtype (float16 in the networks' float16 blocks).
     """
     k = weight.shape[-1]
+    weight = weight.to(x.dtype)
+    bias = None if bias is None else bias.to(x.dtype)
     if formulation == "fused" and resample_filter.ndim == 1 and not x.is_cuda:
         # One 2-D depthwise FIR pass instead of two 1-D ones: on channels-last tensors its backward is ~4x faster.
         resample_filter = resample_filter.outer(resample_filter)
@@ -158,6 +161,9 @@ class ModulatedConv(nn.Module):
     With to_rgb=True: a 1x1 conv without demodulation, noise or activation.
     conv_clamp: clamp the output to [-conv_clamp, conv_clamp] after bias and activation (stylegan2-ada's
     `conv_clamp`; None: no clamping).
+    A float16 input (a float16 block, networks/stylegan2.py) computes in float16, its styles and weights first
+    divided by their largest magnitudes (as stylegan2-ada does): demodulation undoes the scale, and the float16
+    products stay in range.
     """
 
     def __init__(self, in_channels, out_channels, w_dim, kernel_size=3, up=1, resample_filter=(1, 3, 3, 1),
@@ -177,14 +183,18 @@ class ModulatedConv(nn.Module):
     def forward(self, x, w, noise=None):
         """x [B, I, H, W], w [B, w_dim]; noise [B or 1, 1, H', W'] or None (fresh Gaussian noise)."""
         styles = self.affine(w)
-        weight = self.weight * self.weight_gain
+        if x.dtype == torch.float16 and not self.to_rgb:
+            weight = self.weight * (self.weight_gain / self.weight.abs().amax(dim=[1, 2, 3], keepdim=True))
+            styles = styles / styles.abs().amax(dim=1, keepdim=True)
+        else:
+            weight = self.weight * self.weight_gain
         if self.formulation == "fused" and not self.to_rgb and not x.is_cuda:
             return self._fused_forward(x, weight, styles, noise)
         x = modulated_conv2d(x, weight, styles, demodulate=not self.to_rgb, up=self.up,
                              resample_filter=self.resample_filter, formulation=self.formulation)
         if self.to_rgb:
             return bias_act(x, self.bias, clamp=self.conv_clamp)
-        x = x + self._noise(x, noise) * self.noise_strength
+        x = x + (self._noise(x, noise) * self.noise_strength).to(x.dtype)
         return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp)
 
     @staticmethod

@@ -15,10 +15,11 @@ through `torch.load(weights_only=True)`.
 
 `read_nvidia_pickle` turns either into the dict the StyleGAN2 port's `torch.save` files hold (`g_ema`,
 `g`, `d`, `latent_avg`, see port.py) plus `nvidia`: what that layout cannot hold (`conv_clamp`,
-`d_conv_clamp`, `mbstd_group`) and where it came from. Variable names, transposes, the flipped
-up-sampling kernels, `mod_bias + 1` and the noise buffers follow NVIDIA's `legacy.py`
-(stylegan2-ada-pytorch) and the port's `convert_weight.py`. fp16 settings (`num_fp16_res`) are recorded
-only: every layer runs in float32, as NVIDIA's code does with `force_fp32`.
+`d_conv_clamp`, `mbstd_group`, `num_fp16_res`, `d_num_fp16_res`) and where it came from. Variable names,
+transposes, the flipped up-sampling kernels, `mod_bias + 1` and the noise buffers follow NVIDIA's `legacy.py`
+(stylegan2-ada-pytorch) and the port's `convert_weight.py`. The fp16 settings (`num_fp16_res`) carry over to
+the networks built from the file: their top blocks compute in float16 when training with `--precision fp16`
+(training/precision.py), in float32 otherwise, as NVIDIA's code does with `force_fp32`.
 """
 
 import io
@@ -315,7 +316,7 @@ def _tf_generator(net, what):
 
 
 def _tf_discriminator(net, what):
-    """(port d state dict, conv_clamp, mbstd group size) of a TF discriminator network."""
+    """(port d state dict, conv_clamp, mbstd group size, num_fp16_res) of a TF discriminator network."""
     kwargs = net.static_kwargs
     _check_tf_kwargs(kwargs, what, "resnet")
     params = net.params()
@@ -345,7 +346,8 @@ def _tf_discriminator(net, what):
                   "final_linear.0.bias": _t(p.take("4x4/Dense0/bias")),
                   "final_linear.1.weight": dense("Output/weight"), "final_linear.1.bias": _t(p.take("Output/bias"))})
     p.check_all_used()
-    return state, kwargs.get("conv_clamp"), kwargs.get("mbstd_group_size", 4)  # the TF release's default group: 4
+    # the TF release's default group: 4
+    return state, kwargs.get("conv_clamp"), kwargs.get("mbstd_group_size", 4), kwargs.get("num_fp16_res", 0)
 
 
 def _tf_checkpoint(data, path):
@@ -360,10 +362,11 @@ def _tf_checkpoint(data, path):
         raise BadValue(f"{path} Gs has no dlatent_avg; is it a generator?")
     ckpt = {"g_ema": g_ema, "latent_avg": latent_avg}
     nvidia = {"format": "tensorflow", "conv_clamp": conv_clamp, "d_conv_clamp": None, "mbstd_group": 4,
-              "num_fp16_res": nets["g_ema"].static_kwargs.get("num_fp16_res", 0)}
+              "num_fp16_res": nets["g_ema"].static_kwargs.get("num_fp16_res", 0), "d_num_fp16_res": 0}
     if "g" in nets:
         ckpt["g"] = _tf_generator(nets["g"], f"{path} G")[0]
-        ckpt["d"], nvidia["d_conv_clamp"], nvidia["mbstd_group"] = _tf_discriminator(nets["d"], f"{path} D")
+        ckpt["d"], nvidia["d_conv_clamp"], nvidia["mbstd_group"], nvidia["d_num_fp16_res"] = _tf_discriminator(
+            nets["d"], f"{path} D")
     return {**ckpt, "nvidia": nvidia}
 
 
@@ -452,10 +455,11 @@ def _ada_generator(net, what):
 
 
 def _ada_discriminator(net, what):
-    """(port d state dict, conv_clamp, mbstd group size or None for the whole batch) of a Discriminator holder."""
+    """(port d state dict, conv_clamp, mbstd group size or None for the whole batch, num_fp16_res) of a
+    Discriminator holder."""
     if net.class_name != "Discriminator":
         raise BadValue(f"{what} is a {net.class_name}, not a Discriminator")
-    _check_ada_kwargs(net, what, "resnet")
+    num_fp16_res = _check_ada_kwargs(net, what, "resnet").get("num_fp16_res", 0)
     t = _Consumed(net.tensors(), what)
     resolution = _resolution_of(t, r"b(\d+)\.", what)
     state = {"convs.0.0.weight": t.take(f"b{resolution}.fromrgb.weight").float(),
@@ -478,16 +482,17 @@ def _ada_discriminator(net, what):
     _check_filters(t, _ada_filter(t, f"b{resolution}.resample_filter"), what)
     t.check_all_used()
     mbstd = net.modules().get("b4.mbstd")
-    return state, _ada_layer_clamp(net, what), None if mbstd is None else mbstd.attr("group_size")
+    return state, _ada_layer_clamp(net, what), None if mbstd is None else mbstd.attr("group_size"), num_fp16_res
 
 
 def _ada_checkpoint(data, path):
     g_ema, w_avg, conv_clamp, num_fp16_res = _ada_generator(data["G_ema"], f"{path} G_ema")
     ckpt = {"g_ema": g_ema, "latent_avg": w_avg}
     nvidia = {"format": "stylegan2-ada-pytorch", "conv_clamp": conv_clamp, "d_conv_clamp": None, "mbstd_group": 4,
-              "num_fp16_res": num_fp16_res}
+              "num_fp16_res": num_fp16_res, "d_num_fp16_res": 0}
     if isinstance(data.get("G"), PersistentModule):
         ckpt["g"] = _ada_generator(data["G"], f"{path} G")[0]
     if isinstance(data.get("D"), PersistentModule):
-        ckpt["d"], nvidia["d_conv_clamp"], nvidia["mbstd_group"] = _ada_discriminator(data["D"], f"{path} D")
+        ckpt["d"], nvidia["d_conv_clamp"], nvidia["mbstd_group"], nvidia["d_num_fp16_res"] = _ada_discriminator(
+            data["D"], f"{path} D")
     return {**ckpt, "nvidia": nvidia}

@@ -148,11 +148,11 @@ def _load_strict(module, state, plan, kernels, resample_filter, what, keep=()):
     return module
 
 
-def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema", conv_clamp=None):
+def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema", conv_clamp=None, num_fp16_res=0):
     """(Generator, fixed noise list or None) from a port `g_ema` state dict.
 
     Without latent_avg the truncation centre is the mean w of 4096 latents (seed 0), as the port's
-    scripts compute it. conv_clamp: the stylegan2-ada setting the port layout does not store.
+    scripts compute it. conv_clamp, num_fp16_res: the stylegan2-ada settings the port layout does not store.
     """
     n_mlp = sum(1 for k in state if k.startswith("style.") and k.endswith(".weight"))
     if n_mlp == 0:
@@ -164,7 +164,7 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
     img_channels = _shape(state, "to_rgb1.conv.weight", what)[1]
     resample_filter = _filter_from_kernel(state, "to_rgbs.0.upsample.kernel", 4, what)
     G = Generator(2 ** (num_blocks + 2), z_dim, w_dim, n_mlp, PORT_LR_MLP, channels, img_channels, resample_filter,
-                  formulation, conv_clamp)
+                  formulation, conv_clamp, num_fp16_res)
     noise_keys = [f"noises.noise_{j}" for j in range(G.synthesis.num_noise)]
     noise = None
     if noise_keys[0] in state:
@@ -183,7 +183,7 @@ def generator_from_port(state, latent_avg=None, formulation="fast", what="g_ema"
     return G, noise
 
 
-def discriminator_from_port(state, mbstd_group=4, formulation="fast", what="d", conv_clamp=None):
+def discriminator_from_port(state, mbstd_group=4, formulation="fast", what="d", conv_clamp=None, num_fp16_res=0):
     """Discriminator from a port `d` state dict (the group size of minibatch stddev is not stored: default 4)."""
     from_rgb = _shape(state, "convs.0.0.weight", what)
     num_blocks = sum(1 for k in state if k.startswith("convs.") and k.endswith(".conv1.0.weight"))
@@ -194,7 +194,7 @@ def discriminator_from_port(state, mbstd_group=4, formulation="fast", what="d", 
     mbstd_features = _shape(state, "final_conv.0.weight", what)[1] - channels[4]
     resample_filter = _filter_from_kernel(state, "convs.1.skip.0.kernel", 1, what)
     D = Discriminator(resolution, channels, from_rgb[1], mbstd_group, mbstd_features, resample_filter,
-                      formulation=formulation, conv_clamp=conv_clamp)
+                      formulation=formulation, conv_clamp=conv_clamp, num_fp16_res=num_fp16_res)
     return _load_strict(D, state, *_discriminator_plan(resolution), resample_filter, what)
 
 
@@ -238,14 +238,15 @@ def load_port(path, discriminator=False, formulation="fast"):
 def port_models(ckpt, path, discriminator=False, formulation="fast"):
     """PortModels of a port checkpoint dict already read from `path` (named in errors).
 
-    Its optional `nvidia` entry (written for NVIDIA's pickles) gives conv_clamp, d_conv_clamp and mbstd_group.
+    Its optional `nvidia` entry (written for NVIDIA's pickles) gives conv_clamp, d_conv_clamp, mbstd_group,
+    num_fp16_res and d_num_fp16_res.
     """
     for key in ("g_ema",) + (("d",) if discriminator else ()):
         if key not in ckpt:
             raise BadValue(f"{path} has no {key!r} (keys: {', '.join(sorted(ckpt))})")
     extra = ckpt.get("nvidia") or {}
     G, noise = generator_from_port(ckpt["g_ema"], ckpt.get("latent_avg"), formulation, f"{path} g_ema",
-                                   extra.get("conv_clamp"))
+                                   extra.get("conv_clamp"), extra.get("num_fp16_res", 0))
     D = discriminator_from_port(ckpt["d"], extra.get("mbstd_group", 4), formulation, f"{path} d",
-                                extra.get("d_conv_clamp")) if discriminator else None
+                                extra.get("d_conv_clamp"), extra.get("d_num_fp16_res", 0)) if discriminator else None
     return PortModels(G, D, noise)

@@ -13,6 +13,13 @@ conv), 2r - 4 (conv) and 2r - 3 (tRGB). Noise inputs: one per conv layer,
 `conv_clamp` (stylegan2-ada, Karras et al. 2020b): every conv layer's output (after bias and
 activation) and every tRGB output is clamped to [-conv_clamp, conv_clamp]; the discriminator's skip
 connections and fully connected layers are not. None (default): no clamping.
+
+`num_fp16_res` (stylegan2-ada's mixed precision): the synthesis blocks and discriminator blocks of the top
+num_fp16_res resolutions (8 px and up: `fp16_resolutions`) may compute in float16 (weights cast in the forward
+pass, activations float16); everything else, the mapping network, the 4x4 layers, the tRGB image sum and D's
+last layers, stays float32. They do so only after `set_fp16` (training with `--precision fp16`,
+training/precision.py); otherwise every layer computes in float32, as stylegan2-ada's `force_fp32`. 0 (default):
+no float16 block.
 """
 
 import math
@@ -46,6 +53,28 @@ def check_resolution(resolution):
 def check_formulation(formulation):
     if formulation not in FORMULATIONS:
         raise BadValue(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+
+
+def fp16_resolutions(resolution, num_fp16_res):
+    """The block resolutions of a `resolution`-px network that compute in float16: the top num_fp16_res, 8 px
+    and up (stylegan2-ada's rule)."""
+    log2 = int(math.log2(resolution))
+    return frozenset(2 ** r for r in range(max(log2 + 1 - num_fp16_res, 3), log2 + 1))
+
+
+def set_fp16(module, enabled=True):
+    """Let (or stop) the float16 blocks (num_fp16_res) of every synthesis network and discriminator in `module`
+    compute in float16."""
+    for m in module.modules():
+        if isinstance(m, (SynthesisNetwork, Discriminator)):
+            m.fp16 = enabled
+
+
+def _in_block_dtype(net, x, res):
+    """x in the dtype of net's block at `res` px: float16 or float32 after set_fp16, else x as it is."""
+    if not net.fp16:
+        return x
+    return x.to(torch.float16 if res in net.fp16_resolutions else torch.float32)
 
 
 def normalize_2nd_moment(x, eps=1e-8):
@@ -84,13 +113,15 @@ class SynthesisNetwork(nn.Module):
     """W+ [B, n_latent, w_dim] -> image [B, img_channels, R, R] through skip tRGB outputs."""
 
     def __init__(self, resolution, w_dim=512, channels=None, img_channels=3, resample_filter=(1, 3, 3, 1),
-                 formulation="fast", conv_clamp=None):
+                 formulation="fast", conv_clamp=None, num_fp16_res=0):
         super().__init__()
         log2 = check_resolution(resolution)
         check_formulation(formulation)
         channels = channels or channel_widths(resolution)
         self.resolution = resolution
         self.formulation = formulation
+        self.num_fp16_res, self.fp16_resolutions = num_fp16_res, fp16_resolutions(resolution, num_fp16_res)
+        self.fp16 = False  # set_fp16
         self.w_dim = w_dim
         self.img_channels = img_channels
         self.n_latent = 2 * log2 - 2
@@ -140,6 +171,7 @@ class SynthesisNetwork(nn.Module):
         img = self.to_rgb(x, ws[:, 1])
         features = [x]
         for i, block in enumerate(self.blocks[:num_blocks]):
+            x = _in_block_dtype(self, x, 8 << i)
             x = block.conv0(x, ws[:, 2 * i + 1], noise[2 * i + 1])
             if return_features == "all":
                 features.append(x)
@@ -148,7 +180,9 @@ class SynthesisNetwork(nn.Module):
             rgb = block.to_rgb(x, ws[:, 2 * i + 3])
             if i == num_blocks - 1 and alpha < 1:
                 rgb = rgb * alpha
-            img = self.upsample_rgb(img) + rgb
+            img = self.upsample_rgb(img) + rgb  # float32: a float16 rgb is promoted
+        if self.fp16:
+            features = [f.float() for f in features]
         return (img, features) if return_features else img
 
 
@@ -156,19 +190,20 @@ class Generator(nn.Module):
     """Mapping + synthesis, with style mixing and truncation; keeps a running average w for truncation."""
 
     def __init__(self, resolution, z_dim=512, w_dim=512, n_mlp=8, lr_mlp=0.01, channels=None, img_channels=3,
-                 resample_filter=(1, 3, 3, 1), formulation="fast", conv_clamp=None):
+                 resample_filter=(1, 3, 3, 1), formulation="fast", conv_clamp=None, num_fp16_res=0):
         super().__init__()
         self.z_dim = z_dim
         self.mapping = MappingNetwork(z_dim, w_dim, n_mlp, lr_mlp)
         self.synthesis = SynthesisNetwork(resolution, w_dim, channels, img_channels, resample_filter, formulation,
-                                          conv_clamp)
+                                          conv_clamp, num_fp16_res)
         self.n_latent = self.synthesis.n_latent
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def track_w_avg(self, w, beta=0.995):
-        """Update the running average of w (the truncation centre) during training."""
+        """Update the running average of w (the truncation centre) during training; in float32 (w may be bfloat16
+        under autocast)."""
         with torch.no_grad():
-            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, beta))
+            self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, beta))
 
     def make_noise(self, batch=1, device="cpu", generator=None):
         return self.synthesis.make_noise(batch, device, generator)
@@ -224,12 +259,15 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, resolution, channels=None, img_channels=3, mbstd_group=4, mbstd_features=1,
-                 resample_filter=(1, 3, 3, 1), progressive=False, formulation="fast", conv_clamp=None):
+                 resample_filter=(1, 3, 3, 1), progressive=False, formulation="fast", conv_clamp=None,
+                 num_fp16_res=0):
         super().__init__()
         log2 = check_resolution(resolution)
         check_formulation(formulation)
         channels = channels or channel_widths(resolution)
         self.resolution = resolution
+        self.num_fp16_res, self.fp16_resolutions = num_fp16_res, fp16_resolutions(resolution, num_fp16_res)
+        self.fp16 = False  # set_fp16
         self.mbstd_group, self.mbstd_features = mbstd_group, mbstd_features
         self.conv_clamp = conv_clamp
         rgb_resolutions = [2 ** r for r in range(3, log2 + 1)] if progressive else [resolution]
@@ -255,14 +293,16 @@ class Discriminator(nn.Module):
         if str(res) not in self.from_rgb:
             raise ValueError(f"no fromRGB layer for {res}x{res} input (built for {list(self.from_rgb)}); "
                              "use progressive=True for progressive growing")
-        x = self.from_rgb[str(res)](img)
+        x = self.from_rgb[str(res)](_in_block_dtype(self, img, res))
         features = {}
         for r in [2 ** k for k in range(int(math.log2(res)), 2, -1)]:
+            x = _in_block_dtype(self, x, r)
             features[r] = x
             x = self.blocks[str(r)](x)
             if r == res and alpha < 1:
-                low = upfirdn2d(img, self.resample_filter, down=2, padding=1)
-                x = self.from_rgb[str(r // 2)](low).lerp(x, alpha)
+                low = _in_block_dtype(self, upfirdn2d(img, self.resample_filter, down=2, padding=1), r // 2)
+                x = self.from_rgb[str(r // 2)](low).lerp(_in_block_dtype(self, x, r // 2), alpha)
+        x = _in_block_dtype(self, x, 4)
         features[4] = x
         x = minibatch_stddev(x, self.mbstd_group, self.mbstd_features)
         x = self.final_conv(x)

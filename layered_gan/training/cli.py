@@ -1,13 +1,14 @@
 """`layered-gan train` (also `python train.py`): train a model from a config.
 
-    layered-gan train --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--force]
+    layered-gan train --cfg NAME [--data PATH] [--out DIR] [--set key=value ...] [--force] [--precision P]
     layered-gan train --resume RUN [--set log.checkpoint_kimg=...] [--set schedule.total_kimg=...]
     torchrun --nproc_per_node=N train.py --cfg NAME ...      # several GPUs (or CPU processes)
 
 Config modes: `perturb` (PerturbGAN: perturb_*, demo), `stylegan2` (plain StyleGAN2: stylegan2_*, the
 single-output baseline, and `smoke`, a minute-long run that checks the install end to end) and
 `labels4free` (an alpha network on a frozen StyleGAN2: l4f_*). A folder holding a run is never
-overwritten: see run_folder.py.
+overwritten: see run_folder.py. `--precision` (fp32, fp16 on a GPU, bf16) sets the config key `precision`
+(training/precision.py); a resumed run keeps its own unless given.
 """
 
 import os
@@ -24,6 +25,7 @@ from ..devices import place, start
 from ..errors import BadValue, MissingPath
 from .loop import train as train_run
 from .objectives import OBJECTIVES
+from .precision import PRECISIONS, check_precision
 from .run_folder import check_out, check_resume_config, record_config_history, resume_source
 from .schedule import schedule_resolutions
 
@@ -32,7 +34,9 @@ def resolve(cfg_name, overrides, out, resume, force):
     """(config, output folder) of a new or continued run; refuses what would overwrite or change a run."""
     if resume:
         ckpt, run_cfg = resume_source(resume)
-        cfg = load_config(cfg_name, overrides) if cfg_name else with_overrides(run_cfg, overrides)
+        # runs started before the precision option trained in fp32
+        cfg = load_config(cfg_name, overrides) if cfg_name else with_overrides({"precision": "fp32", **run_cfg},
+                                                                                 overrides)
         out = out or os.path.dirname(os.path.abspath(ckpt))
         changes = check_resume_config(run_cfg, cfg, resume)
         check_data(cfg["data"], schedule_resolutions(cfg))
@@ -72,11 +76,18 @@ def check_start(cfg, cfg_name):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--resume", default=None, help="Run folder or checkpoint to continue from.")
 @click.option("--force", is_flag=True, help="Move a run already in --out aside (OUT.old-TIMESTAMP) and start afresh.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="fp32; fp16: the top model.num_fp16_res blocks in float16 (a GPU); bf16: autocast (the CPU or a "
+                   "GPU with bfloat16). Default: the config's (fp32), a resumed run's own.")
 @device_option
-def train(cfg_name, data, out, overrides, resume, force, device):
+def train(cfg_name, data, out, overrides, resume, force, precision, device):
     """Train a model (PerturbGAN, StyleGAN2 or Labels4Free) from a config, or continue a run."""
     placement = place(device)  # refused before resolve touches a run folder
-    cfg, out = resolve(cfg_name, list(overrides) + ([f"data.source={data}"] if data else []), out, resume, force)
+    if precision:
+        check_precision(precision, placement.device)
+    overrides = list(overrides) + ([f"data.source={data}"] if data else []) + (
+        [f"precision={precision}"] if precision else [])
+    cfg, out = resolve(cfg_name, overrides, out, resume, force)
     start(placement)
     if placement.rank == 0:
         click.echo(placement.describe(), err=True)

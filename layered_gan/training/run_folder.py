@@ -3,8 +3,8 @@
 `train --out DIR` refuses a DIR that holds a run unless asked: `--resume` continues it, `--force` moves it
 aside (DIR.old-TIMESTAMP; nothing is deleted). On resume, the config given is compared with the run's:
 keys that do not change what is trained (logging intervals, `schedule.total_kimg` to extend a run, the
-description, the output folder, loader workers) may change and are recorded in RUN/config_history.json;
-any other difference is refused with the differing keys listed.
+description, the output folder, loader workers, the numeric `precision`) may change and are recorded in
+RUN/config_history.json; any other difference is refused with the differing keys listed.
 """
 
 import glob
@@ -17,7 +17,7 @@ from ..config import PER_RESOLUTION
 from ..errors import BadValue, MissingPath, PathExists
 from ..files import write_json
 
-SAFE_TO_CHANGE = ("description", "out", "workers", "log.", "schedule.total_kimg")
+SAFE_TO_CHANGE = ("description", "out", "workers", "log.", "schedule.total_kimg", "precision")
 
 
 def holds_run(folder):
