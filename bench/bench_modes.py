@@ -3,9 +3,10 @@
     python bench/bench_modes.py --device cuda                       # img/s per mode on a GPU
     python bench/bench_modes.py --device cpu --configs demo --steps 10
     python bench/bench_modes.py --standin --toy --steps 2            # on the CUDA stand-in (gpu_check.sh --dry-run)
+    python bench/bench_modes.py --standin --configs perturb_car128 --batch 4 --steps 1 --warmup 1   # ops per step
 
 Prints one row per config: resolution, batch, seconds per step, images per second, peak device memory, and
-(with --standin) the host reads and copies one step makes, counted by the stand-in. Real batches are random
+(with --standin) the operators one step dispatches and its host reads and copies, counted by the stand-in. Real batches are random
 images on the device (the data loader is not timed). --toy shrinks every network (a check that the script and
 the modes run, not a speed figure).
 """
@@ -33,14 +34,14 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def bench_config(name, device, steps, warmup, toy, standin):
+def bench_config(name, device, steps, warmup, toy, standin, batch=None):
     full = load_config(name)
     mode, grows = full["mode"], full["schedule"].get("start_resolution", 0) < full["model"]["resolution"]
     overrides = TOY + ["schedule.batch=8", f"schedule.start_resolution={8 if grows else 16}"] + (
         ["model.init=null"] if mode == "perturb" else []) if toy else []
     if toy and mode == "labels4free":
         overrides = ["schedule.batch=8"]  # the frozen generator is the shipped 32-px one
-    cfg = load_config(name, overrides)
+    cfg = load_config(name, overrides + ([f"schedule.batch={batch}"] if batch else []))
     os.chdir(ROOT)  # configs name checkpoints relative to the repository
     objective = make_objective(cfg)
     run = TrainingState(cfg, objective, 0, None, device)
@@ -72,9 +73,11 @@ def bench_config(name, device, steps, warmup, toy, standin):
 @click.option("--device", default="cuda" if torch.cuda.is_available() else "cpu", show_default=True)
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0))
+@click.option("--batch", type=click.IntRange(1), default=None, help="Batch size (default: the config's at its last "
+              "phase).")
 @click.option("--toy", is_flag=True, help="Tiny networks: checks the script runs, not a speed figure.")
 @click.option("--standin", is_flag=True, help="On the CUDA stand-in (tests/cuda_standin.py), counting host syncs.")
-def main(configs, device, steps, warmup, toy, standin):
+def main(configs, device, steps, warmup, batch, toy, standin):
     module = None
     if standin:
         sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -87,9 +90,9 @@ def main(configs, device, steps, warmup, toy, standin):
     for config in configs.split(","):
         if module is not None:
             with module.active():
-                row = bench_config(config, device, steps, warmup, toy, module)
+                row = bench_config(config, device, steps, warmup, toy, module, batch)
         else:
-            row = bench_config(config, device, steps, warmup, toy, None)
+            row = bench_config(config, device, steps, warmup, toy, None, batch)
         memory = f"{row['memory_gib']:8.2f}" if row["memory_gib"] is not None else f"{'-':>8s}"
         print(f"{config:16s} {row['resolution']:4d} {row['batch']:5d} {row['seconds']:8.3f} {row['images_per_s']:8.1f} "
               f"{memory}  {row['events'] or ''}", flush=True)

@@ -41,7 +41,7 @@ def measure(variant, steps, device):
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        train_step(run, objective, real, phase, 1, cfg["ema"])
+        train_step(run, objective, real, phase, 1, cfg)
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

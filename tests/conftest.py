@@ -40,6 +40,14 @@ def kernels_on_cpu(cpu_kernel_module, monkeypatch):
     cpu_kernel_module.set_max_blocks(cpu_kernel_module.max_blocks_default())
 
 
+def pytest_configure(config):
+    """Register the CUDA stand-in's device before any test runs: registered after a CPU backward pass, autograd's
+    device threads do not know it (an internal assert in its backward)."""
+    import cuda_standin
+
+    cuda_standin.install()
+
+
 @pytest.fixture
 def standin():
     """The CUDA stand-in (tests/cuda_standin.py) active for the test: device "standin" with CUDA's rules."""

@@ -155,6 +155,7 @@ class _State:
     def __init__(self):
         self.generators = [torch.Generator().manual_seed(0) for _ in range(DEVICE_COUNT)]
         self.log = []
+        self.operators = 0  # ATen operators dispatched (every call the mode sees, CPU ones included)
         self.strict_host_reads = False
 
     # -- events ---------------------------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class _State:
 
     # -- dispatch -------------------------------------------------------------------------------------------
     def dispatch(self, func, args, kwargs):
+        self.operators += 1
         flat = pytree.tree_leaves((args, kwargs))
         ours = [t for t in flat if isinstance(t, StandinTensor)]
         device = kwargs.get("device")
@@ -292,7 +294,7 @@ def active(strict_host_reads=False):
     """Within: the dispatch mode sees every operator (CPU ones pass through, slower); events are recorded from a
     fresh log. strict_host_reads: a host read raises, naming its line, instead of being recorded."""
     install()
-    _STATE.log.clear()
+    clear()
     _STATE.strict_host_reads = strict_host_reads
     with _Mode():
         try:
@@ -304,6 +306,7 @@ def active(strict_host_reads=False):
 def clear():
     """Forget the events recorded so far."""
     _STATE.log.clear()
+    _STATE.operators = 0
 
 
 def events():
@@ -312,8 +315,8 @@ def events():
 
 
 def counts():
-    """{kind: number} of the recorded events."""
-    out = {}
+    """{kind: number} of the recorded events, and the operators dispatched."""
+    out = {"operators": _STATE.operators}
     for kind, _, _ in _STATE.log:
         out[kind] = out.get(kind, 0) + 1
     return out

@@ -1,10 +1,13 @@
 """Training on the CUDA stand-in (tests/cuda_standin.py): every config that trains, at toy size, with every tensor
 on a non-CPU device under CUDA's rules; the same numbers as on the CPU; checkpoints that move between devices."""
 
+import json
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from layered_gan.checkpoint import load_checkpoint
 from layered_gan.config import load_config
@@ -20,16 +23,32 @@ SMALL = ["model.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.n_mlp
          "model.channel_max=8", "model.mbstd_group=4", "model.projected_resolution=64"]
 
 
+def toy_data(name, tmp_path):
+    """The synthetic data for the synthetic configs; a folder of 16 images where a config names LSUN or a user's path
+    (a list of one where the config's source is a list)."""
+    source = load_config(name)["data"]["source"]
+    if source == "synthetic":
+        return COMMON
+    folder = tmp_path / "images"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        for i in range(16):
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+                folder / f"{i:02d}.png")
+    value = json.dumps([str(folder)] if isinstance(source, list) else str(folder))
+    return [f"data.source={value}"] + COMMON[2:]
+
+
 def toy_config(name, tmp_path, total_kimg=0.048, tick_kimg=0.016, checkpoint_kimg=1000):
-    """Config `name` at toy size: 16 px through two phases where it grows, tiny widths, the synthetic data."""
+    """Config `name` at toy size: 16 px through two phases where it grows, tiny widths, small data."""
     mode = load_config(name)["mode"]
-    log = [f"log.tick_kimg={tick_kimg}", f"log.checkpoint_kimg={checkpoint_kimg}"]
+    log = toy_data(name, tmp_path) + [f"log.tick_kimg={tick_kimg}", f"log.checkpoint_kimg={checkpoint_kimg}"]
     if mode == "labels4free":
         path = str(tmp_path / "pretrained.pt")
         if not os.path.exists(path):
             torch.manual_seed(1)
             save_port(path, tiny_generator())
-        return load_config(name, COMMON + log + [
+        return load_config(name, log + [
             f"model.ckpt={path}", "model.resolution=16", "model.channel_base=64", "model.channel_max=4",
             "model.projected_resolution=64", "labels4free.alpha_width=4", "labels4free.alpha_start_resolution=8",
             f"schedule.total_kimg={total_kimg}", "schedule.batch=8"])
@@ -38,7 +57,7 @@ def toy_config(name, tmp_path, total_kimg=0.048, tick_kimg=0.016, checkpoint_kim
                  'schedule.batch={"8": 8, "16": 8}', 'schedule.lr={"8": 0.002, "16": 0.002}']
                 if growing else ["schedule.start_resolution=16", "schedule.batch=8"])
     init = ["model.init=null"] if mode == "perturb" else []
-    return load_config(name, COMMON + log + SMALL + init + schedule + [f"schedule.total_kimg={total_kimg}"])
+    return load_config(name, log + SMALL + init + schedule + [f"schedule.total_kimg={total_kimg}"])
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ all-reduce and keep identical weights; only rank 0 writes.
 """
 
 import copy
-import math
+import functools
 import os
 import time
 
@@ -28,11 +28,18 @@ from ..images import save_image_grid
 from .ema import step_beta, update_ema
 from .metrics import TrainingFID
 from .objectives import make_objective
+from .precision import Precision
 from .run_folder import remove_stale_temporaries
-from .schedule import phase_at
+from .schedule import _per_resolution, phase_at, schedule_resolutions
 
 
 FADE_FILTER = (1, 3, 3, 1)  # the networks' resample_filter
+
+
+@functools.lru_cache(maxsize=None)
+def fade_filter(device):
+    """FADE_FILTER on `device`, made once (not copied to the device at every step)."""
+    return setup_filter(FADE_FILTER, device=device)
 
 
 def fade_real(real, alpha, resampling="fir"):
@@ -44,31 +51,87 @@ def fade_real(real, alpha, resampling="fir"):
     if resampling == "box":
         low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
     else:
-        f = setup_filter(FADE_FILTER, device=real.device)
+        f = fade_filter(real.device)
         low = upfirdn2d(upfirdn2d(real, f, down=2, padding=1), f, up=2, padding=(2, 1, 2, 1), gain=4)
     return low.lerp(real, alpha)
 
 
-def average_gradients(module, world_size):
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world_size
+def average_gradients(module, world_size, buffers=()):
+    """Average `module`'s gradients and `buffers` over the processes with one all-reduce of one flat tensor (a
+    bucket), copied back: one call per network step, not one per parameter. Lazy R1 and path length are terms of
+    the step's one backward pass, so they are in it. Parameters without a gradient are left out: which ones have
+    none depends on the phase and step (the same on every process), not on random draws, so the layouts agree.
+    Two processes sum each element as a + b either way, bit for bit the per-parameter all-reduce.
+
+    A manual bucket, not DistributedDataParallel: the G step backpropagates through a frozen D, and the buffers
+    each process updates itself (`shared_buffers`) ride in G's bucket, which DDP's gradient hooks do not cover."""
+    tensors = [p.grad for p in module.parameters() if p.grad is not None] + list(buffers)
+    bucket = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(bucket)
+    bucket /= world_size
+    for t, mean in zip(tensors, bucket.split([t.numel() for t in tensors])):
+        t.copy_(mean.view_as(t))
 
 
-def average_w_avg(G, world_size):
-    """Keep the truncation centres identical on every rank."""
-    for name, buf in G.named_buffers():
-        if name.endswith("w_avg"):
-            dist.all_reduce(buf)
-            buf /= world_size
+def shared_buffers(G, D):
+    """The buffers each process updates from its own samples: G's truncation centre (w_avg) and the running means
+    and variances of D's batch norms (projected D; D's forward updates them in the D and the G step). In G's
+    bucket, after D's last forward, so all processes hold the same buffers after every step; the average is
+    linear, so once a step equals after each update. torch's SyncBatchNorm refuses CPU tensors and all-gathers
+    in every forward; here each process normalizes by its own batch and the variance is the processes' mean."""
+    return [b for net in (G, D) for name, b in net.named_buffers() if name.endswith(("w_avg", "running_mean",
+                                                                                    "running_var"))]
 
 
-def check_finite(stats, step, ckpt_path):
-    for name, value in stats.items():
-        if not math.isfinite(value):
-            last = ckpt_path if os.path.isfile(ckpt_path) else "none written yet"
-            raise FloatingPointError(f"non-finite {name} = {value} at step {step}; last good checkpoint: {last}")
+def check_batches(cfg, world, D):
+    """Before training: every phase's batch must split over the processes, and each process's share must be a
+    multiple of D's minibatch-stddev group (it groups a process's own samples only, so a group never spans
+    processes; a share it does not divide would shrink the group, unlike one process on the whole batch)."""
+    group = getattr(D, "mbstd_group", None)  # the projected D has none; None: the whole batch is one group
+    for resolution in schedule_resolutions(cfg):
+        batch = int(_per_resolution(cfg["schedule"]["batch"], resolution, "batch"))
+        if batch % world:
+            raise BadValue(f"batch {batch} at {resolution} px does not split over {world} processes")
+        if world > 1 and group and batch // world % group:
+            raise BadValue(f"batch {batch} at {resolution} px: {batch // world} per process (of {world}), which "
+                           f"model.mbstd_group = {group} does not divide (minibatch-stddev groups never span "
+                           f"processes); use a batch that is a multiple of {world * group}")
+
+
+class TickStats:
+    """A log tick's step statistics, summed on the device and read by the host once per tick (no host sync in a
+    step): their means, and for each the first step at which it was not finite."""
+
+    def __init__(self):
+        self.sums, self.first_bad = {}, {}
+
+    def add(self, stats, step):
+        for name, value in stats.items():
+            value = value.detach().float()
+            if name not in self.sums:
+                self.sums[name], self.first_bad[name] = torch.zeros_like(value), torch.full_like(value, -1.0)
+            self.sums[name] += value
+            bad = ~torch.isfinite(value) & (self.first_bad[name] < 0)
+            self.first_bad[name] = torch.where(bad, float(step), self.first_bad[name])
+
+    def read(self, steps):
+        """({name: mean over the tick's `steps` steps}, {name: first non-finite step}), in one host read; then a new
+        tick begins."""
+        names = list(self.sums)
+        if not names:
+            return {}, {}
+        values = torch.stack([self.sums[k] for k in names] + [self.first_bad[k] for k in names]).tolist()
+        self.sums, self.first_bad = {}, {}
+        means = {k: v / max(steps, 1) for k, v in zip(names, values)}
+        return means, {k: int(v) for k, v in zip(names, values[len(names):]) if v >= 0}
+
+
+def check_finite(means, first_bad, ckpt_path):
+    """Stop at a non-finite statistic, naming it, its first step and the last good checkpoint (read at each tick and
+    before each checkpoint, so a checkpoint never holds weights a non-finite step made)."""
+    for name, step in sorted(first_bad.items(), key=lambda item: item[1]):
+        last = ckpt_path if os.path.isfile(ckpt_path) else "none written yet"
+        raise FloatingPointError(f"non-finite {name} = {means[name]} at step {step}; last good checkpoint: {last}")
 
 
 def lazy_ratios(cfg, objective):
@@ -100,6 +163,8 @@ class TrainingState:
         if cfg["model"].get("channels_last"):  # faster on the CPU demos (bench/RESULTS.md, issue 21)
             self.G = self.G.to(memory_format=torch.channels_last)
             self.D = self.D.to(memory_format=torch.channels_last)
+        self.precision = Precision(cfg.get("precision", "fp32"), device)  # absent in runs before issue 28
+        self.precision.prepare(self.G, self.D)  # fp16: before G_ema is copied, which keeps G's float16 blocks
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         torch.manual_seed(cfg["seed"] * 7919 + rank)  # then per-rank streams (noise inputs)
         self.lr_ratio = lazy_ratios(cfg, objective)
@@ -157,15 +222,15 @@ def open_dataset(cfg, images_seen, rank, world):
     return dataset
 
 
-def start_phase(run, phase, dataset, cfg, world):
-    """A new resolution: the dataset's size, a loader resuming the data order at images_seen, the lr."""
-    if phase.batch % world:
-        raise BadValue(f"batch {phase.batch} at {phase.resolution} px does not split over {world} processes")
+def start_phase(run, phase, dataset, cfg, world, device):
+    """A new resolution: the dataset's size, a loader resuming the data order at images_seen (into pinned memory
+    for a CUDA device, so the batch's copy does not wait), the lr."""
     dataset.set_resolution(phase.resolution)
     sampler = ResumableSampler(len(dataset), cfg["seed"], run.images_seen, dist_rank(), world)
     loader = torch.utils.data.DataLoader(  # own generator: creating it must not draw from the global RNG
         dataset, batch_size=phase.batch // world, sampler=sampler, num_workers=cfg["workers"],
-        persistent_workers=cfg["workers"] > 0, generator=rng.generator(cfg["seed"]))
+        persistent_workers=cfg["workers"] > 0, generator=rng.generator(cfg["seed"]),
+        pin_memory=torch.device(device).type == "cuda")
     for opt, name in ((run.opt_g, "G"), (run.opt_d, "D")):
         for group in opt.param_groups:
             group["lr"] = phase.lr * run.lr_ratio[name]
@@ -173,32 +238,36 @@ def start_phase(run, phase, dataset, cfg, world):
 
 
 def train_step(run, objective, real, phase, world, cfg):
-    """One critic step, one generator step, the EMA update; returns (losses, stats, extras)."""
+    """One critic step, one generator step, the EMA update; returns (stats, extras): device tensors, never read
+    here (TickStats reads them once per tick)."""
     G, D = run.G, run.D
     device = real.device
     real = fade_real(real, phase.alpha, cfg["schedule"].get("real_fade", "box"))  # absent in runs before issue 18
-    d_loss, stats = objective.d_loss(G, D, real, phase, run.rng, run.step)
+    with run.precision.autocast():
+        d_loss, stats = objective.d_loss(G, D, real, phase, run.rng, run.step)
     run.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     if world > 1:
         average_gradients(D, world)
+    run.precision.sanitize(D)
     run.opt_d.step()
 
     D.requires_grad_(False)  # the generator step needs gradients through D, not for it
-    g_loss, g_stats, extras = objective.g_loss(G, D, phase.batch // world, phase, run.rng, run.step, device)
+    with run.precision.autocast():
+        g_loss, g_stats, extras = objective.g_loss(G, D, phase.batch // world, phase, run.rng, run.step, device)
     D.requires_grad_(True)
     run.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     if world > 1:
-        average_gradients(G, world)
-        average_w_avg(G, world)
+        average_gradients(G, world, shared_buffers(G, D))
+    run.precision.sanitize(G)
     run.opt_g.step()
     stats.update(g_stats)
 
     run.images_seen += phase.batch
     run.step += 1
     update_ema(run.G_ema, G, step_beta(cfg["ema"], phase.batch, run.images_seen))
-    return (d_loss.item(), g_loss.item()), {k: v.item() for k, v in stats.items()}, extras
+    return {"loss/D": d_loss, "loss/G": g_loss, **stats}, extras
 
 
 class RunLog:
@@ -216,19 +285,36 @@ class RunLog:
         self.bar = tqdm(total=total, initial=images_seen, unit="img", disable=rank != 0, dynamic_ncols=True)
         self.next_log, self.total = images_seen, total
         self.start_time, self.start_images = time.time(), images_seen
+        self.stats, self.steps = TickStats(), 0
 
-    def step(self, run, objective, phase, losses, stats, extras):
+    def step(self, run, phase, stats):
+        """Sum the step's statistics; True when a tick is due (every rank keeps the same ticks)."""
         self.bar.update(phase.batch)
+        self.stats.add(stats, run.step)
+        self.steps += 1
+        return run.images_seen >= self.next_log or run.images_seen >= self.total
+
+    def flush(self, ckpt_path):
+        """Read the tick's statistics (one host read) and stop at a non-finite one; returns their means."""
+        means, first_bad = self.stats.read(self.steps)
+        self.steps = 0
+        check_finite(means, first_bad, ckpt_path)
+        return means
+
+    def tick(self, run, objective, phase, extras, ckpt_path):
+        """The tick's means to TensorBoard and the progress bar, the image grids (rank 0)."""
+        means = self.flush(ckpt_path)
+        self.next_log = run.images_seen + self.cfg["log"]["tick_kimg"] * 1000
+        if self.rank != 0:
+            return
+        means.update({k: v.item() for k, v in objective.monitors(extras).items()})
+        means.update({k: v.item() for k, v in run.precision.counts().items()})  # since the process started
         mask = f" m={extras['mask'].mean().item():.2f}" if "mask" in extras else ""
         self.bar.set_postfix_str(f"{phase.resolution}px a={phase.alpha:.2f} kimg={run.images_seen / 1000:.1f} "
-                                 f"D={losses[0]:.2f} G={losses[1]:.2f}{mask}")
-        if self.rank != 0 or (run.images_seen < self.next_log and run.images_seen < self.total):
-            return
-        self.next_log = run.images_seen + self.cfg["log"]["tick_kimg"] * 1000
-        stats.update({k: v.item() for k, v in objective.monitors(extras).items()})
-        stats["speed/images_per_s"] = (run.images_seen - self.start_images) / (time.time() - self.start_time)
-        stats.update({"schedule/resolution": phase.resolution, "schedule/alpha": phase.alpha})
-        for k, v in stats.items():
+                                 f"D={means['loss/D']:.2f} G={means['loss/G']:.2f}{mask}")
+        means["speed/images_per_s"] = (run.images_seen - self.start_images) / (time.time() - self.start_time)
+        means.update({"schedule/resolution": phase.resolution, "schedule/alpha": phase.alpha})
+        for k, v in means.items():
             self.writer.add_scalar(k, v, run.images_seen)
         write_grids(objective, run.G_ema, self.fixed_z, phase, self.out, self.writer, run.images_seen)
 
@@ -250,6 +336,7 @@ def train(cfg, out, resume=None, device="cpu"):
     rank, world = dist_rank(), (dist.get_world_size() if dist.is_initialized() else 1)
     objective = make_objective(cfg)
     run = TrainingState(cfg, objective, rank, resume, device)
+    check_batches(cfg, world, run.D)
     notes = run.resume(resume, objective, rank, world, device) if resume else []
     dataset = open_dataset(cfg, run.images_seen, rank, world)
     total = int(cfg["schedule"]["total_kimg"] * 1000)
@@ -272,6 +359,7 @@ def train(cfg, out, resume=None, device="cpu"):
 
     def save():
         nonlocal clock
+        log.flush(ckpt_path)  # never a checkpoint of weights a non-finite step made
         run.train_seconds += time.time() - clock
         clock = time.time()
         run.save(ckpt_path, objective, cfg, rank, world, device)
@@ -282,11 +370,12 @@ def train(cfg, out, resume=None, device="cpu"):
         if phase is None or p.index != phase.index:  # new resolution: data, batch size, learning rate
             if phase is not None:
                 save()
-            batches = start_phase(run, p, dataset, cfg, world)
+            batches = start_phase(run, p, dataset, cfg, world, device)
         phase = p
-        losses, stats, extras = train_step(run, objective, next(batches).to(device), phase, world, cfg)
-        check_finite(stats, run.step, ckpt_path)
-        log.step(run, objective, phase, losses, stats, extras)
+        real = next(batches).to(device, non_blocking=True)
+        stats, extras = train_step(run, objective, real, phase, world, cfg)
+        if log.step(run, phase, stats):
+            log.tick(run, objective, phase, extras, ckpt_path)
         if run.images_seen >= next_ckpt + cfg["log"]["checkpoint_kimg"] * 1000 or run.images_seen >= total:
             next_ckpt = run.images_seen
             save()
