@@ -200,10 +200,10 @@ class Generator(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def track_w_avg(self, w, beta=0.995):
-        """Update the running average of w (the truncation centre) during training; in float32 (w may be bfloat16
-        under autocast)."""
+        """Update the running average of w (the truncation centre) during training, in w_avg's dtype (w may be
+        bfloat16 under autocast)."""
         with torch.no_grad():
-            self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, beta))
+            self.w_avg.copy_(w.detach().to(self.w_avg.dtype).mean(0).lerp(self.w_avg, beta))
 
     def make_noise(self, batch=1, device="cpu", generator=None):
         return self.synthesis.make_noise(batch, device, generator)
