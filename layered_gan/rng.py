@@ -1,7 +1,7 @@
 """Where random numbers come from: one rule for every device.
 
 - Every `torch.Generator` the toolkit makes lives on the CPU (`generator(seed)`). What it draws for a
-  device is drawn on the CPU and then moved (`randn`, `rand`, `randint`), so a seed gives the same
+  device is drawn on the CPU and then moved (`randn`), so a seed gives the same
   numbers on every device (CUDA refuses a CPU generator in a device op; a CUDA generator's stream
   differs from the CPU's).
 - Draws without a generator (the training step's noise inputs) come from the device's own default
@@ -25,13 +25,6 @@ def randn(shape, gen=None, device="cpu", dtype=torch.float32):
     if gen is None:
         return torch.randn(shape, device=device, dtype=dtype)
     return torch.randn(shape, generator=gen, dtype=dtype).to(device)
-
-
-def rand(shape, gen=None, device="cpu", dtype=torch.float32):
-    """Uniform [0, 1) samples on `device`, with randn's rule."""
-    if gen is None:
-        return torch.rand(shape, device=device, dtype=dtype)
-    return torch.rand(shape, generator=gen, dtype=dtype).to(device)
 
 
 def _device_module(device):

@@ -156,7 +156,6 @@ class _State:
         self.generators = [torch.Generator().manual_seed(0) for _ in range(DEVICE_COUNT)]
         self.log = []
         self.operators = 0  # ATen operators dispatched (every call the mode sees, CPU ones included)
-        self.strict_host_reads = False
 
     # -- events ---------------------------------------------------------------------------------------------
     def record(self, kind, what):
@@ -166,8 +165,6 @@ class _State:
                 where = f"{os.path.relpath(frame.filename, _ROOT)}:{frame.lineno}"
                 break
         self.log.append((kind, what, where))
-        if self.strict_host_reads and kind == "host read":
-            raise RuntimeError(f"stand-in: host read ({what}) at {where}")
 
     # -- dispatch -------------------------------------------------------------------------------------------
     def dispatch(self, func, args, kwargs):
@@ -290,17 +287,13 @@ def install():
 
 
 @contextlib.contextmanager
-def active(strict_host_reads=False):
+def active():
     """Within: the dispatch mode sees every operator (CPU ones pass through, slower); events are recorded from a
-    fresh log. strict_host_reads: a host read raises, naming its line, instead of being recorded."""
+    fresh log."""
     install()
     clear()
-    _STATE.strict_host_reads = strict_host_reads
     with _Mode():
-        try:
-            yield
-        finally:
-            _STATE.strict_host_reads = False
+        yield
 
 
 def clear():

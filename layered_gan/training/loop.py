@@ -28,9 +28,9 @@ from ..images import save_image_grid
 from .ema import step_beta, update_ema
 from .metrics import TrainingFID
 from .objectives import make_objective
-from .precision import Precision
+from .precision import Precision, in_one_bucket
 from .run_folder import remove_stale_temporaries
-from .schedule import _per_resolution, phase_at, schedule_resolutions
+from .schedule import per_resolution, phase_at, schedule_resolutions
 
 
 FADE_FILTER = (1, 3, 3, 1)  # the networks' resample_filter
@@ -65,12 +65,11 @@ def average_gradients(module, world_size, buffers=()):
 
     A manual bucket, not DistributedDataParallel: the G step backpropagates through a frozen D, and the buffers
     each process updates itself (`shared_buffers`) ride in G's bucket, which DDP's gradient hooks do not cover."""
-    tensors = [p.grad for p in module.parameters() if p.grad is not None] + list(buffers)
-    bucket = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(bucket)
-    bucket /= world_size
-    for t, mean in zip(tensors, bucket.split([t.numel() for t in tensors])):
-        t.copy_(mean.view_as(t))
+    def mean(bucket):
+        dist.all_reduce(bucket)
+        bucket /= world_size
+
+    in_one_bucket([p.grad for p in module.parameters() if p.grad is not None] + list(buffers), mean)
 
 
 def shared_buffers(G, D):
@@ -89,7 +88,7 @@ def check_batches(cfg, world, D):
     processes; a share it does not divide would shrink the group, unlike one process on the whole batch)."""
     group = getattr(D, "mbstd_group", None)  # the projected D has none; None: the whole batch is one group
     for resolution in schedule_resolutions(cfg):
-        batch = int(_per_resolution(cfg["schedule"]["batch"], resolution, "batch"))
+        batch = int(per_resolution(cfg["schedule"]["batch"], resolution, "batch"))
         if batch % world:
             raise BadValue(f"batch {batch} at {resolution} px does not split over {world} processes")
         if world > 1 and group and batch // world % group:
@@ -103,9 +102,10 @@ class TickStats:
     step): their means, and for each the first step at which it was not finite."""
 
     def __init__(self):
-        self.sums, self.first_bad = {}, {}
+        self.sums, self.first_bad, self.steps = {}, {}, 0
 
     def add(self, stats, step):
+        self.steps += 1
         for name, value in stats.items():
             value = value.detach().float()
             if name not in self.sums:
@@ -114,24 +114,26 @@ class TickStats:
             bad = ~torch.isfinite(value) & (self.first_bad[name] < 0)
             self.first_bad[name] = torch.where(bad, float(step), self.first_bad[name])
 
-    def read(self, steps):
-        """({name: mean over the tick's `steps` steps}, {name: first non-finite step}), in one host read; then a new
-        tick begins."""
-        names = list(self.sums)
+    def read(self):
+        """({name: mean over the tick's steps}, {name: first non-finite step}), in one host read; then a new tick
+        begins."""
+        names, steps = list(self.sums), self.steps
         if not names:
             return {}, {}
         values = torch.stack([self.sums[k] for k in names] + [self.first_bad[k] for k in names]).tolist()
-        self.sums, self.first_bad = {}, {}
-        means = {k: v / max(steps, 1) for k, v in zip(names, values)}
+        self.sums, self.first_bad, self.steps = {}, {}, 0
+        means = {k: v / steps for k, v in zip(names, values)}
         return means, {k: int(v) for k, v in zip(names, values[len(names):]) if v >= 0}
 
 
 def check_finite(means, first_bad, ckpt_path):
     """Stop at a non-finite statistic, naming it, its first step and the last good checkpoint (read at each tick and
     before each checkpoint, so a checkpoint never holds weights a non-finite step made)."""
-    for name, step in sorted(first_bad.items(), key=lambda item: item[1]):
+    if first_bad:
+        name = min(first_bad, key=first_bad.get)
         last = ckpt_path if os.path.isfile(ckpt_path) else "none written yet"
-        raise FloatingPointError(f"non-finite {name} = {means[name]} at step {step}; last good checkpoint: {last}")
+        raise FloatingPointError(f"non-finite {name} = {means[name]} at step {first_bad[name]}; last good checkpoint: "
+                                 f"{last}")
 
 
 def lazy_ratios(cfg, objective):
@@ -285,19 +287,17 @@ class RunLog:
         self.bar = tqdm(total=total, initial=images_seen, unit="img", disable=rank != 0, dynamic_ncols=True)
         self.next_log, self.total = images_seen, total
         self.start_time, self.start_images = time.time(), images_seen
-        self.stats, self.steps = TickStats(), 0
+        self.stats = TickStats()
 
     def step(self, run, phase, stats):
         """Sum the step's statistics; True when a tick is due (every rank keeps the same ticks)."""
         self.bar.update(phase.batch)
         self.stats.add(stats, run.step)
-        self.steps += 1
         return run.images_seen >= self.next_log or run.images_seen >= self.total
 
     def flush(self, ckpt_path):
         """Read the tick's statistics (one host read) and stop at a non-finite one; returns their means."""
-        means, first_bad = self.stats.read(self.steps)
-        self.steps = 0
+        means, first_bad = self.stats.read()
         check_finite(means, first_bad, ckpt_path)
         return means
 

@@ -38,6 +38,16 @@ def check_precision(name, device):
     return name
 
 
+def in_one_bucket(tensors, fn):
+    """Apply the in-place `fn` to `tensors` as one flat tensor (a few kernels, or one all-reduce, for a whole network
+    instead of some per tensor), then copy the results back."""
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    fn(flat)
+    torch._foreach_copy_(tensors, [v.view_as(t) for v, t in zip(flat.split([t.numel() for t in tensors]), tensors)])
+
+
 class Precision:
     """What the training loop does for its precision: `prepare` the networks, run forward passes and losses
     under `autocast()`, `sanitize` each network's gradients before its optimizer steps, log `counts()`."""
@@ -62,15 +72,13 @@ class Precision:
 
     def sanitize(self, module):
         """Set the non-finite values of module's gradients to zero and count them, on the device (no host read)."""
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])  # a few kernels for the whole network, not a few per tensor
-        bad = flat.isfinite().logical_not_().sum()
-        flat.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-        torch._foreach_copy_(grads, [v.view_as(g) for v, g in zip(flat.split([g.numel() for g in grads]), grads)])
-        self.nonfinite_grads += bad
-        self.nonfinite_updates += bad > 0
+        def zero_non_finite(flat):
+            bad = flat.isfinite().logical_not_().sum()
+            flat.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            self.nonfinite_grads += bad
+            self.nonfinite_updates += bad > 0
+
+        in_one_bucket([p.grad for p in module.parameters() if p.grad is not None], zero_non_finite)
 
     def counts(self):
         """{log name: device tensor} of the counters; read them only when logging."""

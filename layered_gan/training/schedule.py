@@ -24,7 +24,7 @@ class Phase:
     start_kimg: float  # images seen (thousands) when this phase began
 
 
-def _per_resolution(table, resolution, name):
+def per_resolution(table, resolution, name):
     """table: a number, or {str(resolution): number}; the value for this resolution."""
     if not isinstance(table, dict):
         return table
@@ -45,8 +45,8 @@ def phase_at(kimg, schedule, resolution):
     res = start * 2 ** index
     into = kimg - index * length
     alpha = 1.0 if index == 0 or fade <= 0 else min(1.0, into / (fade * length))
-    return Phase(index, res, alpha, int(_per_resolution(schedule["batch"], res, "batch")),
-                 float(_per_resolution(schedule["lr"], res, "lr")), index * length)
+    return Phase(index, res, alpha, int(per_resolution(schedule["batch"], res, "batch")),
+                 float(per_resolution(schedule["lr"], res, "lr")), index * length)
 
 
 def schedule_resolutions(cfg):
